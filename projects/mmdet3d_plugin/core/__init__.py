@@ -1,0 +1,1 @@
+"""core of the SparseDrive plugin; each submodule adds its import here once it imports cleanly."""

@@ -1,0 +1,1 @@
+"""ops of the SparseDrive plugin; each submodule adds its import here once it imports cleanly."""
