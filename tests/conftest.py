@@ -10,10 +10,17 @@ if ROOT not in sys.path:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_backend_choice(monkeypatch):
-    """Each test sees the backend chosen from its own environment, not a previous test's cached one."""
-    from projects.mmdet3d_plugin import device
+def _fresh_backend_choice():
+    """Each test sees the backend chosen from its own environment, not a previous test's cached one.
 
-    device.reset_backend_cache()
+    Only resets a device layer that is already imported, so tests that never touch the plugin stay light.
+    """
+    _reset_backend()
     yield
-    device.reset_backend_cache()
+    _reset_backend()
+
+
+def _reset_backend() -> None:
+    device = sys.modules.get("projects.mmdet3d_plugin.device")
+    if device is not None:
+        device.reset_backend_cache()

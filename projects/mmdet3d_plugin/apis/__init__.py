@@ -1,1 +1,1 @@
-"""apis of the SparseDrive plugin; each submodule adds its import here once it imports cleanly."""
+"""Training and test loops that mmcv does not provide: runner, optimiser, parallel wrappers, inference."""
