@@ -1,57 +1,76 @@
-"""Optimiser and optimiser hooks: upstream's AdamW + per-module lr multipliers, on each backend's fastest kernel.
+"""Optimiser and its hook: upstream's AdamW + per-module lr multipliers, on each backend's fastest kernels.
 
 The config keeps upstream's keys (``optimizer=dict(type="AdamW", lr, weight_decay, paramwise_cfg)``,
 ``optimizer_config=dict(grad_clip=dict(max_norm=25, norm_type=2))``, ``fp16=dict(loss_scale=32.0)``); only
-the kernels differ: fused AdamW on CUDA / NPU, fused gradient clipping on NPU (``ops.optim``).
+the kernels differ by backend (``ops.optim``): fused AdamW on CUDA / NPU, fused gradient clipping on NPU.
 """
 import copy
 from typing import Optional
 
 import torch
-from mmcv.runner import DefaultOptimizerConstructor, Fp16OptimizerHook, OptimizerHook
+from mmcv.runner import DefaultOptimizerConstructor, Hook
 
+from .. import device
 from ..ops import optim as fused
 
 
 def build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
     """Param groups as mmcv builds them (``paramwise_cfg`` lr multipliers), then the backend's AdamW."""
-    cfg = copy.deepcopy(cfg)
+    cfg = copy.deepcopy(dict(cfg))
     paramwise_cfg = cfg.pop("paramwise_cfg", None)
     constructor = DefaultOptimizerConstructor(cfg, paramwise_cfg)
+    model = getattr(model, "module", model)
     if cfg["type"] != "AdamW":
         return constructor(model)
-    model = getattr(model, "module", model)
     param_groups: list = []
     constructor.add_params(param_groups, model)
     cfg.pop("type")
     return fused.build_adamw(param_groups, **cfg)
 
 
-class _FusedClipMixin:
-    """Gradient clipping through ``ops.optim.clip_grad_norm`` (fused on NPU), logging the norm as upstream."""
+class SparseDriveOptimizerHook(Hook):
+    """Backward, clip, step, for fp32 and mixed precision alike.
 
-    grad_clip: Optional[dict]
+    Mixed precision follows mmcv's ``Fp16OptimizerHook`` with a float ``loss_scale``: a static scale
+    (the scaler is reset to it after every step; steps with inf/nan gradients are skipped). Only the
+    optimiser's ``zero_grad`` runs (never ``model.zero_grad``), which a fused optimiser's flat gradient
+    buffer needs.
 
-    def clip_grads(self, params):
-        params = [p for p in params if p.requires_grad and p.grad is not None]
-        if not params:
-            return None
-        return fused.clip_grad_norm(params, **self.grad_clip)
+    Args:
+        grad_clip: ``dict(max_norm, norm_type)`` or None.
+        loss_scale: static loss scale for fp16, or None for fp32 training.
+    """
 
+    def __init__(self, grad_clip: Optional[dict] = None, loss_scale: Optional[float] = None) -> None:
+        self.grad_clip = grad_clip
+        self.loss_scale = loss_scale
+        self.scaler = None
 
-class ClipGradOptimizerHook(_FusedClipMixin, OptimizerHook):
-    """fp32 training step: backward, clip, step."""
+    def before_run(self, runner) -> None:
+        if self.loss_scale is None:
+            return
+        self.scaler = getattr(torch, device.get_backend()).amp.GradScaler(init_scale=self.loss_scale)
+        saved = (runner.meta or {}).get("fp16", {}).get("loss_scaler")
+        if saved is not None:
+            self.scaler.load_state_dict(saved)
 
-
-class ClipGradFp16OptimizerHook(_FusedClipMixin, Fp16OptimizerHook):
-    """Mixed precision with upstream's static loss scale, then the same clipping."""
-
-
-def build_optimizer_hook(optimizer_config: dict, fp16_cfg: Optional[dict], use_fp16: bool, distributed: bool):
-    """fp16 only where the backend supports it (``device.supports_fp16``); CPU trains in fp32."""
-    optimizer_config = dict(optimizer_config or {})
-    optimizer_config.pop("type", None)
-    if fp16_cfg is not None and use_fp16:
-        return ClipGradFp16OptimizerHook(**optimizer_config, **fp16_cfg, distributed=distributed)
-    return ClipGradOptimizerHook(**optimizer_config)
-
+    def after_train_iter(self, runner) -> None:
+        optimizer = runner.optimizer
+        optimizer.zero_grad()
+        loss = runner.outputs["loss"]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if self.grad_clip is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if params:
+                grad_norm = fused.clip_grad_norm(params, optimizer=optimizer, **self.grad_clip)
+                runner.log_buffer.update({"grad_norm": float(grad_norm)}, runner.outputs["num_samples"])
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update(self.loss_scale)
+            runner.meta.setdefault("fp16", {})["loss_scaler"] = self.scaler.state_dict()
+        else:
+            optimizer.step()

@@ -3,14 +3,14 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmcv.runner import DistEvalHook, EvalHook
+from mmcv.runner import DistEvalHook, EvalHook, wrap_fp16_model
 from mmcv.utils import Config
 
 from .. import device
 from ..datasets import build_dataloader
 from ..datasets.builder import build_dataset
 from .dist import get_dist_info
-from .optimizer import build_optimizer, build_optimizer_hook
+from .optimizer import SparseDriveOptimizerHook, build_optimizer
 from .parallel import wrap_model
 from .runner import SparseDriveIterRunner
 from .test import multi_gpu_test, single_gpu_test
@@ -53,6 +53,10 @@ def train_detector(
         runner_type=cfg.runner,
         start_iter=start_iter,
     )
+    fp16_cfg = cfg.get("fp16")
+    use_fp16 = fp16_cfg is not None and device.supports_fp16()
+    if use_fp16:
+        wrap_fp16_model(model)
     model = wrap_model(model, distributed, cfg.get("find_unused_parameters", False))
     optimizer = build_optimizer(model, cfg.optimizer)
     runner = SparseDriveIterRunner(
@@ -65,10 +69,11 @@ def train_detector(
         stop_at_iter=stop_at_iter,
     )
     runner.timestamp = timestamp
-    use_fp16 = cfg.get("fp16") is not None and device.supports_fp16()
-    if cfg.get("fp16") is not None and not use_fp16:
+    if fp16_cfg is not None and not use_fp16:
         runner.logger.info("fp16 in the config is ignored on the %s backend: training in fp32", device.get_backend())
-    optimizer_hook = build_optimizer_hook(cfg.optimizer_config, cfg.get("fp16"), use_fp16, distributed)
+    optimizer_hook = SparseDriveOptimizerHook(
+        grad_clip=cfg.optimizer_config.get("grad_clip"), loss_scale=fp16_cfg["loss_scale"] if use_fp16 else None
+    )
     runner.register_training_hooks(
         cfg.lr_config, optimizer_hook, cfg.checkpoint_config, cfg.log_config, cfg.get("momentum_config")
     )
