@@ -48,10 +48,10 @@ def main(argv=None) -> None:
     setup_backend()
 
     import mmcv
-    from mmcv.runner import load_checkpoint
     from mmdet.models import build_detector
 
     from projects.mmdet3d_plugin.apis import multi_gpu_test, single_gpu_test
+    from projects.mmdet3d_plugin.apis.checkpoint import load_weights
     from projects.mmdet3d_plugin.apis.dist import get_dist_info, init_distributed
     from projects.mmdet3d_plugin.apis.parallel import wrap_model
     from projects.mmdet3d_plugin.datasets import build_dataloader
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
             dist=distributed, shuffle=False, nonshuffler_sampler=cfg.data.get("nonshuffler_sampler"),
         )
         model = build_detector(cfg.model, test_cfg=cfg.get("test_cfg"))
-        checkpoint = load_checkpoint(model, args.checkpoint, map_location="cpu")
+        checkpoint = load_weights(model, args.checkpoint, strict=True)
         model.CLASSES = checkpoint.get("meta", {}).get("CLASSES", dataset.CLASSES)
         model = wrap_model(model, distributed)
         if distributed:

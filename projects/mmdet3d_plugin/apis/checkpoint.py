@@ -44,3 +44,29 @@ def final_checkpoint(work_dir: str) -> Optional[str]:
         if match and int(match.group(1)) > best_iter:
             best, best_iter = path, int(match.group(1))
     return best
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint dict on the CPU.
+
+    Checkpoints carry numpy and python objects (meta, RNG states), which torch>=2.6's default
+    ``weights_only=True`` refuses; only load files you trust.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_weights(model: torch.nn.Module, path: str, strict: bool = False, logger=None) -> dict:
+    """Load ``state_dict`` from ``path`` into ``model`` (a ``module.`` prefix is stripped); returns the checkpoint.
+
+    Missing and unexpected keys are logged (stage 2 from a stage-1 checkpoint misses the motion head).
+    """
+    from mmcv.parallel import is_module_wrapper
+    from mmcv.runner import load_state_dict
+
+    checkpoint = read_checkpoint(path)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    state_dict = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}
+    load_state_dict(model.module if is_module_wrapper(model) else model, state_dict, strict=strict, logger=logger)
+    return checkpoint

@@ -19,7 +19,7 @@ from mmcv.parallel import is_module_wrapper
 from mmcv.runner import IterBasedRunner, get_dist_info, weights_to_cpu
 from mmcv.runner.checkpoint import get_state_dict
 
-from .checkpoint import atomic_torch_save, link_latest
+from .checkpoint import atomic_torch_save, link_latest, load_weights
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -63,7 +63,9 @@ class SparseDriveIterRunner(IterBasedRunner):
         meta = dict(meta or {})
         if self.meta is not None:
             meta.update(self.meta)
-        meta.update(epoch=self.epoch + 1, iter=self.iter, time=time.asctime())
+        # Hooks save before the runner counts the finished iteration: record completed iterations, so a
+        # resume continues with the next one (mmcv records self.iter and repeats the last iteration).
+        meta.update(epoch=self.epoch + 1, iter=self.iter + 1, time=time.asctime())
         model = self.model.module if is_module_wrapper(self.model) else self.model
         if getattr(model, "CLASSES", None) is not None:
             meta.update(CLASSES=model.CLASSES)
@@ -79,8 +81,13 @@ class SparseDriveIterRunner(IterBasedRunner):
         if create_symlink:
             link_latest(out_dir, filename)
 
+    def load_checkpoint(self, filename: str, map_location: str = "cpu", strict: bool = False, revise_keys=None):
+        """Weights only (``load_from``); torch>=2.6-safe loading of our and upstream's checkpoints."""
+        self.logger.info("load checkpoint from %s", filename)
+        return load_weights(self.model, filename, strict=strict, logger=self.logger)
+
     def resume(self, checkpoint: str, resume_optimizer: bool = True, map_location: str = "cpu") -> None:
-        ckpt = self.load_checkpoint(checkpoint, map_location="cpu")
+        ckpt = self.load_checkpoint(checkpoint, strict=True)
         self._epoch = ckpt["meta"]["epoch"]
         self._iter = ckpt["meta"]["iter"]
         self._inner_iter = ckpt["meta"]["iter"]

@@ -9,6 +9,7 @@ from mmcv.utils import Config
 from .. import device
 from ..datasets import build_dataloader
 from ..datasets.builder import build_dataset
+from .checkpoint import read_checkpoint
 from .dist import get_dist_info
 from .optimizer import SparseDriveOptimizerHook, build_optimizer
 from .parallel import wrap_model
@@ -18,7 +19,7 @@ from .test import multi_gpu_test, single_gpu_test
 
 def checkpoint_iter(path: str) -> int:
     """The iteration a checkpoint was saved at (0 when it carries none)."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["meta"].get("iter", 0))
+    return int(read_checkpoint(path).get("meta", {}).get("iter", 0))
 
 
 def train_detector(
@@ -39,7 +40,7 @@ def train_detector(
     """
     if cfg.runner["type"] != "IterBasedRunner":
         raise ValueError(f"runner.type={cfg.runner['type']!r}: SparseDrive trains with 'IterBasedRunner' only.")
-    rank, world_size = get_dist_info()
+    _, world_size = get_dist_info()
     start_iter = checkpoint_iter(cfg.resume_from) if cfg.get("resume_from") else 0
     data_loader = build_dataloader(
         dataset,
@@ -82,7 +83,7 @@ def train_detector(
     if cfg.get("resume_from"):
         runner.resume(cfg.resume_from)
     elif cfg.get("load_from"):
-        runner.load_checkpoint(cfg.load_from, map_location="cpu", strict=False)
+        runner.load_checkpoint(cfg.load_from)
     runner.run([data_loader], cfg.workflow)
 
 
