@@ -1,0 +1,1 @@
+"""nuScenes info converter, map-GT extractor and the synthetic nuScenes generator."""

@@ -1,0 +1,1 @@
+"""k-means anchor scripts (det, map, motion, plan) and their shared helpers."""
