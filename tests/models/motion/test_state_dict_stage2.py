@@ -1,0 +1,59 @@
+"""The stage-2 model built from the real config matches upstream's state dict, and stage-1 weights load into it."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.models.batch_factory import ROOT, STAGE1_CONFIG, load_config
+
+STAGE2_CONFIG = ROOT / "projects" / "configs" / "sparsedrive_small_stage2.py"
+SPEC = ROOT.parent / "shared" / "spec" / "state_dict_stage2.json"
+MOTION_PREFIX = "head.motion_plan_head."
+
+
+def _build(path):
+    import projects.mmdet3d_plugin  # noqa: F401  (registers the modules)
+    from mmdet.models import build_detector
+
+    cfg = load_config(path, full_size_anchors=True)
+    motion = cfg.model.head.motion_plan_head
+    motion.motion_anchor = np.zeros((10, motion.fut_mode, motion.fut_ts, 2), dtype=np.float32)
+    motion.plan_anchor = np.zeros((3, motion.ego_fut_mode, motion.ego_fut_ts, 2), dtype=np.float32)
+    torch.manual_seed(0)
+    return build_detector(cfg.model)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SPEC.exists(), reason=f"{SPEC} not available")
+def test_stage2_state_dict_matches_upstream_keys_and_shapes():
+    expected = {k: list(v) for k, v in json.loads(SPEC.read_text()).items()}
+    model = _build(STAGE2_CONFIG)
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    assert not missing, f"{len(missing)} upstream keys missing, e.g. {missing[:10]}"
+    assert not unexpected, f"{len(unexpected)} keys upstream does not have, e.g. {unexpected[:10]}"
+    wrong = {k: (got[k], expected[k]) for k in expected if got[k] != expected[k]}
+    assert not wrong, f"{len(wrong)} shape mismatches (got, upstream), e.g. {dict(list(wrong.items())[:10])}"
+    num_params = sum(p.numel() for p in model.parameters())
+    assert num_params == 86_142_365, f"parameter count {num_params} != upstream's 86,142,365"
+    motion_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(MOTION_PREFIX))
+    assert motion_params == 10_466_483, f"motion-planning head has {motion_params} parameters, upstream 10,466,483"
+
+
+@pytest.mark.slow
+def test_stage1_checkpoint_loads_with_only_the_motion_head_missing():
+    stage1_state = _build(STAGE1_CONFIG).state_dict()
+    model = _build(STAGE2_CONFIG)
+    # BatchNorm fills in an absent num_batches_tracked itself, so torch never reports it as missing
+    motion_keys = {
+        k for k in model.state_dict() if k.startswith(MOTION_PREFIX) and not k.endswith("num_batches_tracked")
+    }
+    result = model.load_state_dict(stage1_state, strict=False)
+    assert not result.unexpected_keys, f"stage-1 keys the stage-2 model lacks: {result.unexpected_keys[:10]}"
+    assert set(result.missing_keys) == motion_keys, (
+        f"missing keys should be exactly the motion head's: extra {sorted(set(result.missing_keys) - motion_keys)[:10]}"
+    )
+    det_key = "head.det_head.anchor_encoder.pos_fc.0.weight"
+    assert torch.equal(model.state_dict()[det_key], stage1_state[det_key]), "stage-1 weights copied"
