@@ -68,3 +68,22 @@ def test_centerness_target_is_exp_of_minus_centre_error():
     out = det_loss()(box, target, weight=torch.ones(1, 10), avg_factor=2.0, quality=quality)
     expected = F.binary_cross_entropy_with_logits(torch.tensor(0.7), torch.tensor(math.exp(-3.0))) / 2.0
     assert torch.isclose(out["loss_cns"], expected), f"centerness loss {out['loss_cns']} != {expected}"
+
+
+def test_centerness_target_gradient_reaches_box_unless_detached():
+    target = torch.tensor([state()])
+    grads = {}
+    for detach in (False, True):
+        loss_fn = SparseBox3DLoss(
+            loss_box=dict(type="L1Loss", loss_weight=0.0),
+            loss_centerness=dict(type="CrossEntropyLoss", use_sigmoid=True),
+            loss_yawness=dict(type="GaussianFocalLoss", loss_weight=0.0),
+            detach_centerness_target=detach,
+        )
+        box = torch.tensor([state(x=1.0)], requires_grad=True)
+        quality = torch.tensor([[0.7, 0.0]], requires_grad=True)
+        loss_fn(box, target, weight=torch.ones(1, 10), avg_factor=1.0, quality=quality)["loss_cns"].backward()
+        grads[detach] = 0.0 if box.grad is None else box.grad[0, 0].item()
+    # d/dx BCE(q, exp(-|x|)) = -log-odds(q) * d exp(-x)/dx = q_logit * exp(-1)   (BCE target gradient: -logit)
+    assert math.isclose(grads[False], 0.7 * math.exp(-1.0), rel_tol=1e-5), f"upstream gradient {grads[False]}"
+    assert grads[True] == 0.0, "with detach_centerness_target the box gets no gradient from the centerness loss"

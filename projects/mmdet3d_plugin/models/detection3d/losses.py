@@ -24,6 +24,9 @@ class SparseBox3DLoss(nn.Module):
             predicted and target (sin, cos) point the same way.
         cls_allow_reverse: classes whose heading is ambiguous (e.g. barrier): their target yaw is flipped when it
             points away from the prediction.
+        detach_centerness_target: stop gradients through the centerness target exp(-||centre error||) into the
+            box prediction. DrivingSDK's NPU port does this (its BCE-with-logits has no target gradient);
+            upstream does not, so the default keeps upstream's gradients.
     """
 
     def __init__(
@@ -32,12 +35,14 @@ class SparseBox3DLoss(nn.Module):
         loss_centerness: Optional[dict] = None,
         loss_yawness: Optional[dict] = None,
         cls_allow_reverse: Optional[Sequence[int]] = None,
+        detach_centerness_target: bool = False,
     ) -> None:
         super().__init__()
         self.loss_box = build_from_cfg(loss_box, LOSSES)
         self.loss_cns = None if loss_centerness is None else build_from_cfg(loss_centerness, LOSSES)
         self.loss_yns = None if loss_yawness is None else build_from_cfg(loss_yawness, LOSSES)
         self.cls_allow_reverse = cls_allow_reverse
+        self.detach_centerness_target = detach_centerness_target
 
     def forward(
         self,
@@ -74,8 +79,11 @@ class SparseBox3DLoss(nn.Module):
         output = {f"{prefix}loss_box{suffix}": self.loss_box(box, box_target, weight=weight, avg_factor=avg_factor)}
         if quality is not None:
             centre_error = torch.norm(box_target[..., [X, Y, Z]] - box[..., [X, Y, Z]], p=2, dim=-1)
+            centerness_target = torch.exp(-centre_error)
+            if self.detach_centerness_target:
+                centerness_target = centerness_target.detach()
             output[f"{prefix}loss_cns{suffix}"] = self.loss_cns(
-                quality[..., CNS], torch.exp(-centre_error), avg_factor=avg_factor
+                quality[..., CNS], centerness_target, avg_factor=avg_factor
             )
             same_direction = F.cosine_similarity(box_target[..., yaw_dims], box[..., yaw_dims], dim=-1) > 0
             output[f"{prefix}loss_yns{suffix}"] = self.loss_yns(
