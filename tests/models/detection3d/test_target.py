@@ -134,3 +134,42 @@ def test_temporal_denoising_reuses_cached_groups_by_instance_id():
     assert torch.equal(out_cls[1], new_cls[1]) and torch.equal(out_anchor[1], anchor[1]), (
         "a sample whose temporal mask is False keeps the current noisy groups"
     )
+
+
+def _random_gt(counts, seed: int = 0):
+    """Per sample [M, 9] decoded GT boxes (positive sizes) and [M] labels for the given counts."""
+    generator = torch.Generator().manual_seed(seed)
+    boxes, labels = [], []
+    for m in counts:
+        box = torch.randn(m, 9, generator=generator) * 5
+        box[:, 3:6] = torch.rand(m, 3, generator=generator) * 4 + 0.1
+        boxes.append(box)
+        labels.append(torch.randint(0, 10, (m,), generator=generator))
+    return boxes, labels
+
+
+def test_batched_encode_reg_target_equals_per_sample_encoding():
+    boxes, _ = _random_gt([3, 0, 5, 1])
+    encoded = SparseBox3DTarget.encode_reg_target(boxes, torch.device("cpu"))
+    assert [tuple(x.shape) for x in encoded] == [(3, 10), (0, 10), (5, 10), (1, 10)], "split back by GT counts"
+    for box, got in zip(boxes, encoded):
+        size = box[:, 3:6].log()
+        expected = torch.cat([box[:, :3], size, box[:, 6:7].sin(), box[:, 6:7].cos(), box[:, 7:]], dim=-1)
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg="batched encoding differs per sample")
+    assert SparseBox3DTarget.encode_reg_target([]) == [], "an empty batch gives an empty list"
+    all_empty = SparseBox3DTarget.encode_reg_target([torch.zeros(0, 9), torch.zeros(0, 9)])
+    assert [tuple(x.shape) for x in all_empty] == [(0, 10), (0, 10)], "samples without GT give [0, 10]"
+
+
+def test_batched_class_cost_equals_per_sample_focal_cost():
+    sampler = det_sampler()
+    cls_pred = torch.randn(3, 7, 10, generator=torch.Generator().manual_seed(1)) * 3
+    _, labels = _random_gt([4, 0, 2])
+    costs = sampler._cls_cost(cls_pred, labels)
+    assert costs[1] is None, "a sample without GT has no class cost"
+    for i in (0, 2):
+        p = cls_pred[i].sigmoid()[:, labels[i]]
+        neg = -(1 - p + sampler.eps).log() * (1 - sampler.alpha) * p.pow(sampler.gamma)
+        pos = -(p + sampler.eps).log() * sampler.alpha * (1 - p).pow(sampler.gamma)
+        expected = (pos - neg) * sampler.cls_weight
+        torch.testing.assert_close(costs[i], expected, rtol=0, atol=1e-6, msg=f"sample {i}: batched class cost differs")

@@ -146,3 +146,26 @@ def test_batched_sample_equals_per_sample_assign(open_orderings, closed_ordering
         assert torch.equal(cls_target[b], expected_cls), f"sample {b}: batched class targets differ from assign()"
         assert torch.equal(line_target[b], expected_line), f"sample {b}: batched line targets differ from assign()"
         assert torch.equal(weights[b].any(-1), expected_cls != 3), f"sample {b}: weights not on matched rows"
+
+
+def test_cached_line_normalisation_equals_fresh_per_call_tensors():
+    sampler = build_sampler(SAMPLER_CFG)
+    line = torch.rand(2, 5, 40, dtype=torch.float64) * 80 - 40
+    for dtype in (torch.float32, torch.float64, torch.float32):  # the second float32 call reuses the cache
+        x = line.to(dtype)
+        points = x.reshape(2, 5, 20, 2)
+        extent = x.new_tensor([30.0, 60.0])
+        expected = ((points + extent / 2) / (extent + 1e-5)).flatten(-2)
+        got = sampler.normalize_line(x)
+        assert got.dtype == dtype and torch.equal(got, expected), f"{dtype}: cached normalisation differs"
+        assert torch.equal(normalize_line(x, 20, (30, 60)), expected), f"{dtype}: normalize_line differs"
+    assert len(sampler._normalizer._constants) == 2, "offset / scale are built once per (device, dtype)"
+
+    fresh = build_sampler(SAMPLER_CFG)
+    with torch.inference_mode():  # e.g. a first call during evaluation
+        fresh.normalize_line(line.float())
+    pred = line.float().requires_grad_()
+    fresh.normalize_line(pred).sum().backward()
+    assert torch.allclose(pred.grad[0, 0, :2], torch.tensor([1 / (30 + 1e-5), 1 / (60 + 1e-5)])), (
+        "gradient still flows after an inference-mode call"
+    )

@@ -70,11 +70,18 @@ class SparseBox3DTarget(BaseTargetWithDenoising):
 
     @staticmethod
     def encode_reg_target(box_target: List[Tensor], device: Optional[torch.device] = None) -> List[Tensor]:
-        """Per sample, GT boxes [M, 9] ``[x, y, z, w, l, h, yaw, vx, vy]`` -> encoded [M, 10]."""
-        outputs = [encode_box(box) for box in box_target]
+        """Per sample, GT boxes [M, 9] ``[x, y, z, w, l, h, yaw, vx, vy]`` -> encoded [M, 10].
+
+        All samples are encoded in one pass and moved to ``device`` in one copy, then split back by their
+        counts (samples without GT give [0, 10]).
+        """
+        if len(box_target) == 0:
+            return []
+        counts = [len(box) for box in box_target]
+        encoded = encode_box(torch.cat(box_target))
         if device is not None:
-            outputs = [x.to(device=device) for x in outputs]
-        return outputs
+            encoded = encoded.to(device=device)
+        return list(encoded.split(counts))
 
     def sample(
         self, cls_pred: Tensor, box_pred: Tensor, cls_target: List[Tensor], box_target: List[Tensor]
@@ -129,18 +136,19 @@ class SparseBox3DTarget(BaseTargetWithDenoising):
         return weights
 
     def _cls_cost(self, cls_pred: Tensor, cls_target: List[Tensor]) -> List[Optional[Tensor]]:
-        """Per sample [A, M] focal cost (positive minus negative term) of each GT's class, or None without GT."""
+        """Per sample [A, M] focal cost (positive minus negative term) of each GT's class, or None without GT.
+
+        The cost of every class is computed once for the batch, [B, A, num_cls]; each sample then takes the
+        columns of its GT classes.
+        """
         prob = cls_pred.sigmoid()
-        cost = []
-        for i in range(cls_pred.shape[0]):
-            if len(cls_target[i]) == 0:
-                cost.append(None)
-                continue
-            p = prob[i][:, cls_target[i].to(cls_pred.device)]
-            neg_cost = -(1 - p + self.eps).log() * (1 - self.alpha) * p.pow(self.gamma)
-            pos_cost = -(p + self.eps).log() * self.alpha * (1 - p).pow(self.gamma)
-            cost.append((pos_cost - neg_cost) * self.cls_weight)
-        return cost
+        neg_cost = -(1 - prob + self.eps).log() * (1 - self.alpha) * prob.pow(self.gamma)
+        pos_cost = -(prob + self.eps).log() * self.alpha * (1 - prob).pow(self.gamma)
+        cost = (pos_cost - neg_cost) * self.cls_weight
+        return [
+            None if len(labels) == 0 else cost[i][:, labels.to(cls_pred.device)]
+            for i, labels in enumerate(cls_target)
+        ]
 
     def _box_cost(
         self,

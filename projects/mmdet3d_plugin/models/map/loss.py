@@ -7,7 +7,7 @@ from mmdet.models.builder import LOSSES
 from mmdet.models.losses import l1_loss, smooth_l1_loss
 from torch import Tensor
 
-from .utils import normalize_line
+from .utils import LineNormalizer
 
 __all__ = ["LinesL1Loss", "SparseLineLoss"]
 
@@ -74,10 +74,11 @@ class SparseLineLoss(nn.Module):
         self.loss_line = build_from_cfg(loss_line, LOSSES)
         self.num_sample = num_sample
         self.roi_size = tuple(roi_size)
+        self._normalizer = LineNormalizer(num_sample, self.roi_size)
 
     def normalize_line(self, line: Tensor) -> Tensor:
         """Metres -> about [0, 1] of the ROI, [..., num_sample * coords_dim]."""
-        return normalize_line(line, self.num_sample, self.roi_size)
+        return self._normalizer(line)
 
     def forward(
         self,

@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..base_target import BaseTargetWithDenoising
-from .utils import normalize_line
+from .utils import LineNormalizer
 
 __all__ = ["HungarianLinesAssigner", "SparsePoint3DTarget"]
 
@@ -116,10 +116,11 @@ class SparsePoint3DTarget(BaseTargetWithDenoising):
         self.num_cls = num_cls
         self.num_sample = num_sample
         self.roi_size = tuple(roi_size)
+        self._normalizer = LineNormalizer(num_sample, self.roi_size)
 
     def normalize_line(self, line: Tensor) -> Tensor:
         """Metres -> about [0, 1] of the ROI, [..., num_sample * coords_dim]."""
-        return normalize_line(line, self.num_sample, self.roi_size)
+        return self._normalizer(line)
 
     @staticmethod
     def _as_orderings(lines: Union[Tensor, np.ndarray], like: Tensor) -> Tensor:
