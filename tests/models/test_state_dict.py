@@ -1,6 +1,5 @@
 """The stage-1 model built from the real config has exactly upstream's state-dict keys and shapes."""
 import json
-from pathlib import Path
 
 import pytest
 import torch

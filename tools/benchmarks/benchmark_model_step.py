@@ -3,11 +3,16 @@
 Builds the model from ``--config`` (random grid anchors when data/kmeans is missing, no ImageNet
 checkpoint when ckpt/ is missing), feeds a synthetic batch at the config's full input size
 (default 6 x 256 x 704, batch 1) and reports, per phase, wall time split into backbone (grid mask +
-ResNet + FPN + depth branch + flattening), heads, losses, backward and optimiser (clip + AdamW), plus
+ResNet + FPN + depth branch + flattening), heads, losses, backward and optimiser (the training
+code's ``apis.optimizer.build_optimizer`` and clip: fused kernels where the backend has them), plus
 the process peak RSS and the device's peak allocated memory. Inference runs two consecutive frames
 (the second one uses the temporal cache) before training, so the RSS after inference is its own peak.
 
     python tools/benchmarks/benchmark_model_step.py --config projects/configs/sparsedrive_small_stage1.py
+
+Each section also reports process CPU time: on a shared CPU, wall time far above CPU time / threads
+means the process waited for cores. There ``--threads 1`` is usually faster than two OpenMP threads
+that spin-wait for each other. The synthetic batch comes from ``tests/models/batch_factory.py``.
 """
 import argparse
 import json
@@ -50,6 +55,11 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def _missing(anchor) -> bool:
+    """A configured anchor file that does not exist (inline arrays count as present)."""
+    return isinstance(anchor, str) and not os.path.exists(anchor)
+
+
 def prepare_config(path: str):
     """Load the config and replace inputs that may be absent here (k-means anchors, ImageNet weights)."""
     from mmcv import Config
@@ -59,17 +69,17 @@ def prepare_config(path: str):
     cfg = Config.fromfile(path)
     head = cfg.model.head
     rng = np.random.default_rng(0)
-    if head.get("det_head") and not os.path.exists(str(head.det_head.instance_bank.anchor)):
+    if head.get("det_head") and _missing(head.det_head.instance_bank.anchor):
         head.det_head.instance_bank.anchor = det_anchors(head.det_head.instance_bank.num_anchor)
         logger.info("det anchors: random grid (k-means file missing)")
-    if head.get("map_head") and not os.path.exists(str(head.map_head.instance_bank.anchor)):
+    if head.get("map_head") and _missing(head.map_head.instance_bank.anchor):
         head.map_head.instance_bank.anchor = map_anchors(head.map_head.instance_bank.num_anchor)
         logger.info("map anchors: random segments (k-means file missing)")
     motion = head.get("motion_plan_head")
     if motion and head.task_config.with_motion_plan:
-        if not os.path.exists(str(motion.motion_anchor)):
+        if _missing(motion.motion_anchor):
             motion.motion_anchor = rng.normal(size=(10, motion.fut_mode, motion.fut_ts, 2)).astype(np.float32)
-        if not os.path.exists(str(motion.plan_anchor)):
+        if _missing(motion.plan_anchor):
             motion.plan_anchor = rng.normal(size=(3, motion.ego_fut_mode, motion.ego_fut_ts, 2)).astype(np.float32)
     pretrained = cfg.model.img_backbone.get("pretrained")
     if pretrained and not os.path.exists(pretrained):
@@ -145,13 +155,14 @@ def train_step(model, optimizer, data: dict, timer: Timer, clip: dict) -> Dict[s
             losses["loss_dense_depth"] = model.depth_branch.loss(depths, data["gt_depth"])
         total = sum(losses.values())
     with timer.section("backward"):
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         total.backward()
     with timer.section("optimiser"):
         if clip:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.grad is not None], clip["max_norm"], clip.get("norm_type", 2)
-            )
+            from projects.mmdet3d_plugin.ops import optim
+
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            optim.clip_grad_norm(params, optimizer=optimizer, **clip)
         optimizer.step()
     return {k: float(v) for k, v in losses.items()}
 
@@ -165,8 +176,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         logger.setLevel(logging.INFO)
         logger.propagate = False
     import projects.mmdet3d_plugin  # noqa: F401  (registers the modules)
-    from mmcv.runner import build_optimizer
     from mmdet.models import build_detector
+
+    from projects.mmdet3d_plugin.apis.optimizer import build_optimizer
 
     from projects.mmdet3d_plugin.device import get_device, max_memory_allocated
     from tests.models.batch_factory import inference_data, make_batch
