@@ -3,19 +3,27 @@
 Symbols: B batch, A anchors, N cameras, L feature levels, P key points per anchor, G groups, C channels.
 """
 import copy
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from mmcv.cnn import build_activation_layer, build_norm_layer, constant_init, xavier_init
 from mmcv.cnn.bricks.drop import build_dropout
 from mmcv.cnn.bricks.registry import ATTENTION, FEEDFORWARD_NETWORK, PLUGIN_LAYERS
 from mmcv.runner.base_module import BaseModule, Sequential
-from mmcv.utils import build_from_cfg
+from mmcv.utils import Registry, build_from_cfg
 from torch import Tensor, nn
 
 from .. import ops
 
-__all__ = ["linear_relu_ln", "DeformableFeatureAggregation", "DenseDepthNet", "AsymmetricFFN"]
+__all__ = [
+    "linear_relu_ln",
+    "build_optional",
+    "decouple_projections",
+    "init_op_layers",
+    "DeformableFeatureAggregation",
+    "DenseDepthNet",
+    "AsymmetricFFN",
+]
 
 FeatureMaps = Union[List[Tensor], Sequence[Tensor]]
 
@@ -33,6 +41,40 @@ def linear_relu_ln(embed_dims: int, in_loops: int, out_loops: int, input_dims: O
             dims = embed_dims
         layers.append(nn.LayerNorm(embed_dims))
     return layers
+
+
+def build_optional(cfg: Optional[dict], registry: Registry) -> Optional[nn.Module]:
+    """Build ``cfg`` from ``registry``; None stays None (an op or loss the config leaves out)."""
+    return None if cfg is None else build_from_cfg(cfg, registry)
+
+
+def decouple_projections(embed_dims: int, decouple_attn: bool) -> Tuple[nn.Module, nn.Module]:
+    """``(fc_before, fc_after)`` of a head's attention: C -> 2C and 2C -> C without bias, or two identities.
+
+    With decoupling, attention runs on concat(feature, embedding) at width 2C, so the value is widened by
+    ``fc_before`` and the attention output narrowed back by ``fc_after``.
+    """
+    if decouple_attn:
+        return nn.Linear(embed_dims, embed_dims * 2, bias=False), nn.Linear(embed_dims * 2, embed_dims, bias=False)
+    return nn.Identity(), nn.Identity()
+
+
+def init_op_layers(
+    head: nn.Module, operation_order: Sequence[str], layers: Sequence[Optional[nn.Module]], reinit_fix_scale: bool = True
+) -> None:
+    """Xavier-uniform every >1-D parameter of the non-``refine`` op layers, then call each sub-module's ``init_weight``.
+
+    ``reinit_fix_scale=False`` leaves parameters named ``*fix_scale`` (fixed key-point scales) untouched.
+    """
+    for op, layer in zip(operation_order, layers):
+        if layer is None or op == "refine":
+            continue
+        for name, param in layer.named_parameters():
+            if param.dim() > 1 and (reinit_fix_scale or not name.endswith("fix_scale")):
+                nn.init.xavier_uniform_(param)
+    for module in head.modules():
+        if hasattr(module, "init_weight"):
+            module.init_weight()
 
 
 def _is_flat_features(feature_maps: FeatureMaps) -> bool:
@@ -106,6 +148,7 @@ class DeformableFeatureAggregation(BaseModule):
             self.weights_fc = nn.Linear(embed_dims, weights_per_cam * num_cams)
 
     def init_weight(self) -> None:
+        """Zero mixing weights (every sample starts equally weighted); Xavier output projection."""
         constant_init(self.weights_fc, val=0.0, bias=0.0)
         xavier_init(self.output_proj, distribution="uniform", bias=0.0)
 

@@ -120,6 +120,7 @@ class SparseDrive(BaseDetector):
         return output
 
     def forward_test(self, img: Union[Tensor, List[Tensor]], **data) -> List[dict]:
+        """Per-sample results; a list of images means the test-time-augmentation form (see ``aug_test``)."""
         if isinstance(img, list):
             return self.aug_test(img, **data)
         return self.simple_test(img, **data)

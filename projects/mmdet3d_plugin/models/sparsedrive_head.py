@@ -44,6 +44,7 @@ class SparseDriveHead(BaseModule):
                 setattr(self, name, build_head(cfg))
 
     def init_weights(self) -> None:
+        """Initialise every enabled head."""
         for name, enabled in (("det_head", self.with_det), ("map_head", self.with_map),
                               ("motion_plan_head", self.with_motion_plan)):
             if enabled:

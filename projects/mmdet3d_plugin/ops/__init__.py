@@ -11,7 +11,8 @@ from .flash_attention import flash_attention
 from .npu_patches import apply_npu_patches
 from .optim import build_adamw, clip_grad_norm
 
-# upstream's name for the same function (models/blocks.py imports it as DAF)
+# upstream's public name for the same function (upstream's models/blocks.py imports it as DAF); kept for code
+# written against upstream's ops package
 deformable_aggregation_function = deformable_aggregation
 
 __all__ = [

@@ -1,11 +1,10 @@
 """The stage-2 model built from the real config matches upstream's state dict, and stage-1 weights load into it."""
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from tests.models.batch_factory import ROOT, STAGE1_CONFIG, load_config
+from tests.models.state_dict_spec import assert_state_dict_matches_spec
 
 STAGE2_CONFIG = ROOT / "projects" / "configs" / "sparsedrive_small_stage2.py"
 SPEC = ROOT.parent / "shared" / "spec" / "state_dict_stage2.json"
@@ -27,17 +26,8 @@ def _build(path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SPEC.exists(), reason=f"{SPEC} not available")
 def test_stage2_state_dict_matches_upstream_keys_and_shapes():
-    expected = {k: list(v) for k, v in json.loads(SPEC.read_text()).items()}
     model = _build(STAGE2_CONFIG)
-    got = {k: list(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    assert not missing, f"{len(missing)} upstream keys missing, e.g. {missing[:10]}"
-    assert not unexpected, f"{len(unexpected)} keys upstream does not have, e.g. {unexpected[:10]}"
-    wrong = {k: (got[k], expected[k]) for k in expected if got[k] != expected[k]}
-    assert not wrong, f"{len(wrong)} shape mismatches (got, upstream), e.g. {dict(list(wrong.items())[:10])}"
-    num_params = sum(p.numel() for p in model.parameters())
-    assert num_params == 86_142_365, f"parameter count {num_params} != upstream's 86,142,365"
+    assert_state_dict_matches_spec(model, SPEC, num_params=86_142_365)
     motion_params = sum(p.numel() for n, p in model.named_parameters() if n.startswith(MOTION_PREFIX))
     assert motion_params == 10_466_483, f"motion-planning head has {motion_params} parameters, upstream 10,466,483"
 

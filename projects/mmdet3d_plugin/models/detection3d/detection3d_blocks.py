@@ -114,6 +114,7 @@ class SparseBox3DRefinementModule(BaseModule):
             self.quality_layers = nn.Sequential(*linear_relu_ln(embed_dims, 1, 2), nn.Linear(embed_dims, 2))
 
     def init_weight(self) -> None:
+        """Start every class at a 1% foreground probability (focal-loss prior)."""
         if self.with_cls_branch:
             nn.init.constant_(self.cls_layers[-1].bias, bias_init_with_prob(0.01))
 
@@ -192,6 +193,7 @@ class SparseBox3DKeyPointsGenerator(BaseModule):
             self.learnable_fc = nn.Linear(embed_dims, num_learnable_pts * 3)
 
     def init_weight(self) -> None:
+        """Xavier-uniform offsets of the learnable key points."""
         if self.num_learnable_pts > 0:
             xavier_init(self.learnable_fc, distribution="uniform", bias=0.0)
 

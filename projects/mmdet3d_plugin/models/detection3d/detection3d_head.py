@@ -7,19 +7,16 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 from mmcv.cnn.bricks.registry import ATTENTION, FEEDFORWARD_NETWORK, NORM_LAYERS, PLUGIN_LAYERS, POSITIONAL_ENCODING
 from mmcv.runner import BaseModule, force_fp32
-from mmcv.utils import build_from_cfg
 from mmdet.core import reduce_mean
 from mmdet.core.bbox.builder import BBOX_CODERS, BBOX_SAMPLERS
 from mmdet.models import HEADS, LOSSES
 from torch import Tensor, nn
 
+from ..blocks import build_optional, decouple_projections, init_op_layers
+
 __all__ = ["Sparse4DHead"]
 
 DEFAULT_OPERATION_ORDER = ["temp_gnn", "gnn", "norm", "deformable", "norm", "ffn", "norm", "refine"]
-
-
-def _build(cfg: Optional[dict], registry) -> Optional[nn.Module]:
-    return None if cfg is None else build_from_cfg(cfg, registry)
 
 
 @HEADS.register_module()
@@ -101,12 +98,12 @@ class Sparse4DHead(BaseModule):
             operation_order = (DEFAULT_OPERATION_ORDER * num_decoder)[3:]
         self.operation_order = list(operation_order)
 
-        self.instance_bank = _build(instance_bank, PLUGIN_LAYERS)
-        self.anchor_encoder = _build(anchor_encoder, POSITIONAL_ENCODING)
-        self.sampler = _build(sampler, BBOX_SAMPLERS)
-        self.decoder = _build(decoder, BBOX_CODERS)
-        self.loss_cls = _build(loss_cls, LOSSES)
-        self.loss_reg = _build(loss_reg, LOSSES)
+        self.instance_bank = build_optional(instance_bank, PLUGIN_LAYERS)
+        self.anchor_encoder = build_optional(anchor_encoder, POSITIONAL_ENCODING)
+        self.sampler = build_optional(sampler, BBOX_SAMPLERS)
+        self.decoder = build_optional(decoder, BBOX_CODERS)
+        self.loss_cls = build_optional(loss_cls, LOSSES)
+        self.loss_reg = build_optional(loss_reg, LOSSES)
         op_configs = {
             "temp_gnn": (temp_graph_model, ATTENTION),
             "gnn": (graph_model, ATTENTION),
@@ -118,14 +115,9 @@ class Sparse4DHead(BaseModule):
         unknown = sorted(set(self.operation_order) - set(op_configs))
         if unknown:
             raise ValueError(f"Sparse4DHead.operation_order: unsupported ops {unknown}; use {sorted(op_configs)}.")
-        self.layers = nn.ModuleList([_build(*op_configs[op]) for op in self.operation_order])
+        self.layers = nn.ModuleList([build_optional(*op_configs[op]) for op in self.operation_order])
         self.embed_dims = self.instance_bank.embed_dims
-        if self.decouple_attn:
-            self.fc_before = nn.Linear(self.embed_dims, self.embed_dims * 2, bias=False)
-            self.fc_after = nn.Linear(self.embed_dims * 2, self.embed_dims, bias=False)
-        else:
-            self.fc_before = nn.Identity()
-            self.fc_after = nn.Identity()
+        self.fc_before, self.fc_after = decouple_projections(self.embed_dims, self.decouple_attn)
 
     def init_weights(self) -> None:
         """Xavier-init every >1-D parameter of the non-refine ops, then each sub-module's ``init_weight``.
@@ -134,15 +126,7 @@ class Sparse4DHead(BaseModule):
         ``kps_generator.fix_scale`` of the det deformable layers (checkpoints carry those random values);
         ``reinit_fix_scale=False`` skips them.
         """
-        for op, layer in zip(self.operation_order, self.layers):
-            if layer is None or op == "refine":
-                continue
-            for name, p in layer.named_parameters():
-                if p.dim() > 1 and (self.reinit_fix_scale or not name.endswith("fix_scale")):
-                    nn.init.xavier_uniform_(p)
-        for m in self.modules():
-            if hasattr(m, "init_weight"):
-                m.init_weight()
+        init_op_layers(self, self.operation_order, self.layers, reinit_fix_scale=self.reinit_fix_scale)
 
     def graph_model(
         self,

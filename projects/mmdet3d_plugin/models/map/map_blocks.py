@@ -158,6 +158,7 @@ class SparsePoint3DKeyPointsGenerator(nn.Module):
             self.learnable_fc = nn.Linear(embed_dims, self.num_pts * 2)
 
     def init_weight(self) -> None:
+        """Xavier-uniform offsets of the learnable key points."""
         if self.num_learnable_pts > 0:
             xavier_init(self.learnable_fc, distribution="uniform", bias=0.0)
 

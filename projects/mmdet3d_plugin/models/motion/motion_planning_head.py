@@ -7,16 +7,15 @@ import torch
 from mmcv.cnn import Linear
 from mmcv.cnn.bricks.registry import ATTENTION, FEEDFORWARD_NETWORK, NORM_LAYERS, PLUGIN_LAYERS
 from mmcv.runner import BaseModule, force_fp32
-from mmcv.utils import build_from_cfg
 from mmdet.core import reduce_mean
 from mmdet.core.bbox.builder import BBOX_CODERS, BBOX_SAMPLERS
-from mmdet.models import HEADS, build_loss
+from mmdet.models import HEADS, LOSSES
 from torch import Tensor, nn
 
 from projects.mmdet3d_plugin.core.box3d import COS_YAW, SIN_YAW
 
 from ..attention import gen_sineembed_for_position
-from ..blocks import linear_relu_ln
+from ..blocks import build_optional, decouple_projections, init_op_layers, linear_relu_ln
 from ..instance_bank import topk
 from .motion_blocks import NUM_COMMANDS
 
@@ -107,14 +106,11 @@ class MotionPlanningHead(BaseModule):
         self.num_det = num_det
         self.num_map = num_map
 
-        def build(cfg: Optional[dict], registry):
-            return None if cfg is None else build_from_cfg(cfg, registry)
-
-        self.instance_queue = build(instance_queue, PLUGIN_LAYERS)
-        self.motion_sampler = build(motion_sampler, BBOX_SAMPLERS)
-        self.planning_sampler = build(planning_sampler, BBOX_SAMPLERS)
-        self.motion_decoder = build(motion_decoder, BBOX_CODERS)
-        self.planning_decoder = build(planning_decoder, BBOX_CODERS)
+        self.instance_queue = build_optional(instance_queue, PLUGIN_LAYERS)
+        self.motion_sampler = build_optional(motion_sampler, BBOX_SAMPLERS)
+        self.planning_sampler = build_optional(planning_sampler, BBOX_SAMPLERS)
+        self.motion_decoder = build_optional(motion_decoder, BBOX_CODERS)
+        self.planning_decoder = build_optional(planning_decoder, BBOX_CODERS)
         op_config_map = {
             "temp_gnn": (temp_graph_model, ATTENTION),
             "gnn": (graph_model, ATTENTION),
@@ -123,20 +119,16 @@ class MotionPlanningHead(BaseModule):
             "ffn": (ffn, FEEDFORWARD_NETWORK),
             "refine": (refine_layer, PLUGIN_LAYERS),
         }
-        self.layers = nn.ModuleList([build(*op_config_map.get(op, (None, None))) for op in self.operation_order])
+        self.layers = nn.ModuleList(
+            [build_optional(*op_config_map.get(op, (None, None))) for op in self.operation_order]
+        )
+        self.fc_before, self.fc_after = decouple_projections(embed_dims, decouple_attn)
 
-        if self.decouple_attn:
-            self.fc_before = nn.Linear(embed_dims, embed_dims * 2, bias=False)
-            self.fc_after = nn.Linear(embed_dims * 2, embed_dims, bias=False)
-        else:
-            self.fc_before = nn.Identity()
-            self.fc_after = nn.Identity()
-
-        self.motion_loss_cls = None if motion_loss_cls is None else build_loss(motion_loss_cls)
-        self.motion_loss_reg = None if motion_loss_reg is None else build_loss(motion_loss_reg)
-        self.plan_loss_cls = None if plan_loss_cls is None else build_loss(plan_loss_cls)
-        self.plan_loss_reg = None if plan_loss_reg is None else build_loss(plan_loss_reg)
-        self.plan_loss_status = None if plan_loss_status is None else build_loss(plan_loss_status)
+        self.motion_loss_cls = build_optional(motion_loss_cls, LOSSES)
+        self.motion_loss_reg = build_optional(motion_loss_reg, LOSSES)
+        self.plan_loss_cls = build_optional(plan_loss_cls, LOSSES)
+        self.plan_loss_reg = build_optional(plan_loss_reg, LOSSES)
+        self.plan_loss_status = build_optional(plan_loss_status, LOSSES)
 
         self.motion_anchor = nn.Parameter(
             _load_mode_anchor(motion_anchor, "motion_anchor", (fut_mode, fut_ts, 2)), requires_grad=False
@@ -154,15 +146,7 @@ class MotionPlanningHead(BaseModule):
 
     def init_weights(self) -> None:
         """Xavier for the interaction layers; the refine layer sets its own classifier biases."""
-        for op, layer in zip(self.operation_order, self.layers):
-            if layer is None or op == "refine":
-                continue
-            for p in layer.parameters():
-                if p.dim() > 1:
-                    nn.init.xavier_uniform_(p)
-        for m in self.modules():
-            if hasattr(m, "init_weight"):
-                m.init_weight()
+        init_op_layers(self, self.operation_order, self.layers)
 
     def get_motion_anchor(self, classification: Tensor, prediction: Tensor) -> Tensor:
         """Last waypoint of each instance's class anchors, rotated into the LiDAR frame by its yaw.

@@ -20,6 +20,25 @@ def _corner(feat_base, start, xi, yi, width, height, channel, channel_mask, NUM_
 
 
 @triton.jit
+def _pixel_position(shape_ptr, start_ptr, cam, level, num_levels, u, v):
+    """Level ``level`` of camera ``cam``: top-left neighbour (x0, y0), fractions (fx, fy), size and start row."""
+    height = tl.load(shape_ptr + (cam * num_levels + level) * 2)
+    width = tl.load(shape_ptr + (cam * num_levels + level) * 2 + 1)
+    start = tl.load(start_ptr + cam * num_levels + level)
+    x = u * width - 0.5
+    y = v * height - 0.5
+    x0f = tl.floor(x)
+    y0f = tl.floor(y)
+    return x0f.to(tl.int32), y0f.to(tl.int32), x - x0f, y - y0f, width, height, start
+
+
+@triton.jit
+def _bilinear(fx, fy, v00, v01, v10, v11):
+    """Interpolate the four neighbours (v_dy_dx) at fractional offsets (fx, fy)."""
+    return (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11)
+
+
+@triton.jit
 def forward_kernel(
     feat_ptr,
     shape_ptr,
@@ -53,24 +72,16 @@ def forward_kernel(
             v = tl.load(loc_ptr + sample * 2 + 1)
             if (u > 0) & (u < 1) & (v > 0) & (v < 1):
                 for level in range(num_levels):
-                    height = tl.load(shape_ptr + (cam * num_levels + level) * 2)
-                    width = tl.load(shape_ptr + (cam * num_levels + level) * 2 + 1)
-                    start = tl.load(start_ptr + cam * num_levels + level)
-                    x = u * width - 0.5
-                    y = v * height - 0.5
-                    x0f = tl.floor(x)
-                    y0f = tl.floor(y)
-                    fx = x - x0f
-                    fy = y - y0f
-                    x0 = x0f.to(tl.int32)
-                    y0 = y0f.to(tl.int32)
+                    x0, y0, fx, fy, width, height, start = _pixel_position(
+                        shape_ptr, start_ptr, cam, level, num_levels, u, v
+                    )
                     v00, _, _ = _corner(feat_base, start, x0, y0, width, height, channel, channel_mask, NUM_CHANNELS)
                     v01, _, _ = _corner(feat_base, start, x0 + 1, y0, width, height, channel, channel_mask, NUM_CHANNELS)
                     v10, _, _ = _corner(feat_base, start, x0, y0 + 1, width, height, channel, channel_mask, NUM_CHANNELS)
                     v11, _, _ = _corner(
                         feat_base, start, x0 + 1, y0 + 1, width, height, channel, channel_mask, NUM_CHANNELS
                     )
-                    sampled = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11)
+                    sampled = _bilinear(fx, fy, v00, v01, v10, v11)
                     weight = tl.load(
                         weight_ptr + (sample * num_levels + level) * NUM_GROUPS + group,
                         mask=group < NUM_GROUPS,
@@ -125,17 +136,7 @@ def backward_kernel(
         grad_u = 0.0
         grad_v = 0.0
         for level in range(num_levels):
-            height = tl.load(shape_ptr + (cam * num_levels + level) * 2)
-            width = tl.load(shape_ptr + (cam * num_levels + level) * 2 + 1)
-            start = tl.load(start_ptr + cam * num_levels + level)
-            x = u * width - 0.5
-            y = v * height - 0.5
-            x0f = tl.floor(x)
-            y0f = tl.floor(y)
-            fx = x - x0f
-            fy = y - y0f
-            x0 = x0f.to(tl.int32)
-            y0 = y0f.to(tl.int32)
+            x0, y0, fx, fy, width, height, start = _pixel_position(shape_ptr, start_ptr, cam, level, num_levels, u, v)
             v00, in00, r00 = _corner(feat_base, start, x0, y0, width, height, channel, channel_mask, NUM_CHANNELS)
             v01, in01, r01 = _corner(feat_base, start, x0 + 1, y0, width, height, channel, channel_mask, NUM_CHANNELS)
             v10, in10, r10 = _corner(feat_base, start, x0, y0 + 1, width, height, channel, channel_mask, NUM_CHANNELS)
@@ -144,7 +145,7 @@ def backward_kernel(
             )
             weight_offset = (sample * num_levels + level) * NUM_GROUPS
             weight = tl.load(weight_ptr + weight_offset + group, mask=group < NUM_GROUPS, other=0.0)
-            sampled = (1 - fy) * ((1 - fx) * v00 + fx * v01) + fy * ((1 - fx) * v10 + fx * v11)
+            sampled = _bilinear(fx, fy, v00, v01, v10, v11)
             tl.store(
                 grad_weight_ptr + weight_offset + group_1d,
                 tl.sum(grad_out * sampled, axis=1),
