@@ -53,7 +53,8 @@ run_stage() {  # run_stage <config> <global batch> <work dir> <console log> [tra
     set +e
     SPARSEDRIVE_BATCH_SIZE=$batch SPARSEDRIVE_NUM_GPUS=$num_npu PORT=$port \
         bash tools/dist_train.sh "$config" "$num_npu" --work-dir "$work" --deterministic "$@" 2>&1 \
-        | tee "$log" | grep --line-buffered -E "Iter \[|Iter\(val\)|Error|error:|schedule:"
+        | tee "$log" | grep --line-buffered -E "Iter \[|Iter\(val\)|Error|error:|schedule:" \
+        | sed -u -E 's/^(.{240}).+/\1 .../'   # the full lines (all metrics) are in $log
     local status=${PIPESTATUS[0]}
     set -e
     if [ "$status" -ne 0 ] || ! ls "$work"/iter_*.pth >/dev/null 2>&1; then

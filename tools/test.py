@@ -12,7 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.cli_utils import die, load_config, set_random_seed, setup_backend  # noqa: E402
+from tools.cli_utils import die, load_config, run_main, set_random_seed, setup_backend  # noqa: E402
 
 # Keys of the config's `evaluation` dict that steer the training-time hook, not dataset.evaluate().
 HOOK_ONLY_KEYS = ("interval", "tmpdir", "start", "gpu_collect", "save_best", "rule", "by_epoch")
@@ -50,7 +50,7 @@ def main(argv=None) -> None:
     import mmcv
     from mmdet.models import build_detector
 
-    from projects.mmdet3d_plugin.apis import multi_gpu_test, single_gpu_test
+    from projects.mmdet3d_plugin.apis.test import multi_gpu_test, single_gpu_test
     from projects.mmdet3d_plugin.apis.checkpoint import load_weights
     from projects.mmdet3d_plugin.apis.dist import get_dist_info, init_distributed
     from projects.mmdet3d_plugin.apis.parallel import wrap_model
@@ -102,4 +102,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,7 +16,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from tools.cli_utils import die, load_config, set_random_seed, setup_backend  # noqa: E402
+from tools.cli_utils import die, load_config, run_main, set_random_seed, setup_backend  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,21 +44,30 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def derive_schedule(cfg, dataset_len: int, world_size: int, explicit_keys: set, logger) -> None:
-    """Iterations per epoch from the real dataset length, then max_iters and the checkpoint/eval intervals."""
-    if "num_epochs" not in cfg or "runner.max_iters" in explicit_keys:
+    """Rescale the config's iteration counts to the real dataset length and world size.
+
+    Upstream derives ``num_iters_per_epoch`` from a hard-coded dataset length and 8 GPUs; here every count
+    the config expresses in those iterations (max_iters, checkpoint and evaluation intervals) keeps its
+    number of epochs, measured with the real iterations per epoch. Keys set with --cfg-options stay as given.
+    """
+    if "num_iters_per_epoch" not in cfg or "runner.max_iters" in explicit_keys:
         return
-    global_batch = cfg.data.samples_per_gpu * world_size
-    iters_per_epoch = max(1, dataset_len // global_batch)
-    cfg.runner["max_iters"] = cfg.num_epochs * iters_per_epoch
-    interval = cfg.get("checkpoint_epoch_interval", cfg.num_epochs) * iters_per_epoch
+    config_ipe = cfg.num_iters_per_epoch
+    iters_per_epoch = max(1, dataset_len // (cfg.data.samples_per_gpu * world_size))
+
+    def rescale(iters: int) -> int:
+        return max(1, round(iters / config_ipe * iters_per_epoch))
+
+    cfg.runner["max_iters"] = rescale(cfg.runner["max_iters"])
     if "checkpoint_config.interval" not in explicit_keys:
-        cfg.checkpoint_config["interval"] = interval
+        cfg.checkpoint_config["interval"] = rescale(cfg.checkpoint_config["interval"])
     if "evaluation" in cfg and "evaluation.interval" not in explicit_keys:
-        cfg.evaluation["interval"] = interval
+        cfg.evaluation["interval"] = rescale(cfg.evaluation["interval"])
     logger.info(
-        "schedule: %d samples / global batch %d = %d iters per epoch; %d epochs = %d iters; checkpoint every %d",
-        dataset_len, global_batch, iters_per_epoch, cfg.num_epochs, cfg.runner["max_iters"],
-        cfg.checkpoint_config["interval"],
+        "schedule: %d samples / (%d per device x %d devices) = %d iters per epoch; max_iters %d, "
+        "checkpoint every %d, evaluation every %d",
+        dataset_len, cfg.data.samples_per_gpu, world_size, iters_per_epoch, cfg.runner["max_iters"],
+        cfg.checkpoint_config["interval"], cfg.get("evaluation", {}).get("interval", 0),
     )
 
 
@@ -124,4 +133,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     logging.captureWarnings(True)
-    main()
+    run_main(main)

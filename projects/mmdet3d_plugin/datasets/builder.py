@@ -81,6 +81,9 @@ def build_dataloader(
     )
     init_fn = partial(worker_init_fn, num_workers=num_workers, rank=rank, seed=seed) if seed is not None else None
     if batch_sampler is not None:
+        # Starting the loader draws a base seed; from its own generator, not the global torch RNG, so a resumed
+        # run (which restores the global RNG before the runner starts the loader) keeps the dropout draws.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed or 0))
         return DataLoader(
             dataset,
             batch_sampler=batch_sampler,

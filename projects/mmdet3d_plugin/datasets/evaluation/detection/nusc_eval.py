@@ -93,6 +93,15 @@ def evaluate_tracking(
     """Run nuScenes `TrackingEval` on a tracking submission JSON; returns `{prefix}/{amota, amotp, ...}`."""
     from nuscenes.eval.tracking.evaluate import TrackingEval
 
+    with open(result_path) as f:
+        num_tracks = sum(len(boxes) for boxes in json.load(f)["results"].values())
+    if num_tracks == 0:
+        # the devkit cannot evaluate an empty submission (it raises "Invalid box type: None"); an untrained
+        # model tracks nothing above the threshold: worst scores, zero counts, NaN for what needs the GT
+        empty = dict.fromkeys(TRACKING_KEYS, 0.0)
+        empty.update(amotp=2.0, motp=2.0, gt=float("nan"), fn=float("nan"), ml=float("nan"),
+                     tid=float("nan"), lgd=float("nan"))
+        return {f"{prefix}/{key}": value for key, value in empty.items()}
     evaluator = TrackingEval(config=tracking_config(eval_version), result_path=result_path,
                              eval_set=eval_set_for(version, eval_set), output_dir=output_dir,
                              verbose=verbose, nusc_version=version, nusc_dataroot=data_root)
