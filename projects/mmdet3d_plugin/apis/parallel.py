@@ -21,11 +21,15 @@ class CPUDistributedDataParallel(MMDistributedDataParallel):
         return super().forward(*inputs[0], **kwargs[0])
 
 
-def _torch2_compatible(ddp: torch.nn.Module) -> torch.nn.Module:
-    """mmcv 1.7's ``_run_ddp_forward`` (used by ``forward``, i.e. evaluation) reads an attribute torch>=2 dropped."""
-    if not hasattr(ddp, "_use_replicated_tensor_module"):
-        ddp._use_replicated_tensor_module = False
-    return ddp
+def _wrapper_classes(backend: str):
+    """(data-parallel, distributed-data-parallel) wrapper classes of ``backend``."""
+    if backend == "npu":
+        from mmcv.device.npu import NPUDataParallel, NPUDistributedDataParallel
+
+        return NPUDataParallel, NPUDistributedDataParallel
+    if backend == "cuda":
+        return MMDataParallel, MMDistributedDataParallel
+    return MMDataParallel, CPUDistributedDataParallel
 
 
 def wrap_model(model: torch.nn.Module, distributed: bool, find_unused_parameters: bool = False) -> torch.nn.Module:
@@ -33,22 +37,14 @@ def wrap_model(model: torch.nn.Module, distributed: bool, find_unused_parameters
     backend = device.get_backend()
     dev = device.get_device()
     model = model.to(dev)
-    if backend == "npu":
-        from mmcv.device.npu import NPUDataParallel, NPUDistributedDataParallel
-
-        if distributed:
-            return _torch2_compatible(NPUDistributedDataParallel(
-                model, device_ids=[dev.index], broadcast_buffers=False, find_unused_parameters=find_unused_parameters
-            ))
-        return NPUDataParallel(model, device_ids=[dev.index])
-    if backend == "cuda":
-        if distributed:
-            return _torch2_compatible(MMDistributedDataParallel(
-                model, device_ids=[dev.index], broadcast_buffers=False, find_unused_parameters=find_unused_parameters
-            ))
-        return MMDataParallel(model, device_ids=[dev.index])
-    if distributed:
-        return _torch2_compatible(CPUDistributedDataParallel(
-            model, broadcast_buffers=False, find_unused_parameters=find_unused_parameters
-        ))
-    return MMDataParallel(model)
+    data_parallel, distributed_data_parallel = _wrapper_classes(backend)
+    device_ids = None if backend == "cpu" else [dev.index]
+    if not distributed:
+        return data_parallel(model, device_ids=device_ids)
+    ddp = distributed_data_parallel(
+        model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=find_unused_parameters
+    )
+    # mmcv 1.7's _run_ddp_forward (used by forward, i.e. evaluation) reads an attribute torch>=2 dropped
+    if not hasattr(ddp, "_use_replicated_tensor_module"):
+        ddp._use_replicated_tensor_module = False
+    return ddp
