@@ -7,7 +7,7 @@
 # Environment:
 #   DATA_ROOT    nuScenes dataroot, also the CAN-bus root (default ./data/nuscenes)
 #   VERSION      v1.0-trainval (default) or v1.0-mini
-#   PYTHON       interpreter (default python3; the Makefile exports the venv's)
+#   PYTHON       interpreter (default: the repository's .venv when present, else python3)
 #   KMEANS_SEED  random_state of the k-means scripts (default 0)
 # Writes data/infos/ (mini: data/infos/mini/), data/kmeans/ and vis/kmeans/; stops at the first failing step.
 set -eu
@@ -20,7 +20,7 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-2}"
 export GOTO_NUM_THREADS="${GOTO_NUM_THREADS:-2}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
-PYTHON="${PYTHON:-python3}"
+. "$ROOT/tools/python_env.sh"   # sets PYTHON, stops if the dependencies are missing
 DATA_ROOT="${DATA_ROOT:-./data/nuscenes}"
 VERSION="${VERSION:-v1.0-trainval}"
 KMEANS_SEED="${KMEANS_SEED:-0}"

@@ -15,6 +15,8 @@ import torch
 BACKENDS = ("npu", "cuda", "cpu")
 DIST_BACKENDS = {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}
 ENV_VAR = "SPARSEDRIVE_DEVICE"
+WITH_CP_ENV_VAR = "SPARSEDRIVE_WITH_CP"
+CHANNELS_LAST_ENV_VAR = "SPARSEDRIVE_CHANNELS_LAST"
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,17 @@ def get_backend() -> str:
         if forced not in BACKENDS:
             raise ValueError(f"{ENV_VAR}={forced!r} is not a backend; use one of {', '.join(BACKENDS)}.")
         if forced == "npu" and not _npu_available():
-            importlib.import_module("torch_npu")  # let a missing torch_npu explain itself
+            try:
+                importlib.import_module("torch_npu")
+                reason = "torch_npu reports no NPU device"
+            except ImportError as exc:
+                reason = f"torch_npu is not importable ({exc})"
+            raise RuntimeError(f"{ENV_VAR}=npu but {reason}; install torch_npu / check the driver, or unset it.")
         if forced == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"{ENV_VAR}=cuda but torch.cuda.is_available() is False; unset it or fix CUDA.")
+            raise RuntimeError(
+                f"{ENV_VAR}=cuda but torch.cuda.is_available() is False (no GPU or no CUDA build of torch); "
+                "unset it or fix CUDA."
+            )
         chosen = forced
     elif _npu_available():
         chosen = "npu"
@@ -96,6 +106,42 @@ def device_count() -> int:
 def supports_fp16() -> bool:
     """Mixed precision (fp16 autocast + loss scaling) only where the hardware has fast fp16."""
     return get_backend() in ("npu", "cuda")
+
+
+def activation_checkpointing(configured: bool) -> bool:
+    """Whether the image backbone recomputes its activations during backward (its config's ``with_cp``).
+
+    Checkpointing trades a second backbone forward per step for accelerator memory; on CPU the
+    activations live in host RAM and the recompute only costs time, so it is off there and as
+    configured on accelerators. ``SPARSEDRIVE_WITH_CP=0|1`` forces it either way.
+    """
+    forced = _flag(WITH_CP_ENV_VAR)
+    if forced is not None:
+        return forced
+    return configured and get_backend() != "cpu"
+
+
+def channels_last() -> bool:
+    """Whether the image backbone and neck run on channels-last (NHWC) activations.
+
+    On CPU oneDNN's NHWC convolutions are faster for ResNet-50 + FPN, forward and backward (measured,
+    see the README's Results); off on CUDA and NPU, where it has not been measured.
+    ``SPARSEDRIVE_CHANNELS_LAST=0|1`` forces it either way.
+    """
+    forced = _flag(CHANNELS_LAST_ENV_VAR)
+    if forced is not None:
+        return forced
+    return get_backend() == "cpu"
+
+
+def _flag(name: str) -> Optional[bool]:
+    """``True`` / ``False`` for an environment variable set to 1 / 0, None when unset; other values are refused."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if value not in ("0", "1"):
+        raise ValueError(f"{name}={value!r}: use 1 (on) or 0 (off), or unset it for the backend's default.")
+    return value == "1"
 
 
 def synchronize() -> None:

@@ -178,3 +178,37 @@ def test_format_results_writes_the_nuscenes_submission(tiny_nuscenes, tmp_path):
         submission = json.load(f)
     entries = submission["results"]["s0f0"]
     assert len(entries) == 1 and entries[0]["detection_name"] == "car", f"submission entry {entries}"
+
+
+@pytest.mark.parametrize("content", ["empty", "truncated"])
+def test_unreadable_info_pkl_is_one_oserror_naming_it(tiny_nuscenes, tmp_path, content):
+    path = tmp_path / f"{content}_infos.pkl"
+    with open(tiny_nuscenes["ann_file"], "rb") as f:
+        data = f.read()
+    path.write_bytes(b"" if content == "empty" else data[: len(data) // 2])
+    with pytest.raises(OSError, match=rf"info pkl {path} cannot be read .*sh test/preprocess\.sh"):
+        NuScenes3DDataset(ann_file=str(path), pipeline=TRAIN_PIPELINE, classes=CLASS_NAMES, modality=CAMERA)
+
+
+def test_missing_info_pkl_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=rf"data/infos/x\.pkl does not exist \(looked at {tmp_path}/data"):
+        NuScenes3DDataset(ann_file="data/infos/x.pkl", classes=CLASS_NAMES, modality=CAMERA)
+
+
+EVAL_MODE = dict(with_det=True, with_tracking=True, with_map=True, with_motion=False, with_planning=False,
+                 tracking_threshold=0.2)
+
+
+def test_eval_metric_names_select_groups():
+    select = NuScenes3DDataset.select_eval_mode
+    assert select(EVAL_MODE, None) == EVAL_MODE and select(EVAL_MODE, "bbox") == EVAL_MODE, \
+        "no metric / 'bbox' keeps the config's eval_mode"
+    assert select(EVAL_MODE, ["map"]) == dict(EVAL_MODE, with_det=False, with_tracking=False), "only the map group"
+    assert select(EVAL_MODE, ["tracking", "planning"]) == dict(
+        EVAL_MODE, with_map=False, with_planning=True), "tracking needs detection; planning is switched on"
+
+
+def test_unknown_eval_metric_is_refused_with_the_valid_names():
+    with pytest.raises(ValueError, match=r"metric 'foo' is not known; use bbox, det, tracking, map, motion, planning"):
+        NuScenes3DDataset.select_eval_mode(EVAL_MODE, ["bbox", "foo"])

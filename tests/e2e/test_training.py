@@ -80,9 +80,10 @@ def test_short_training_lowers_the_classification_and_depth_losses(stage1_dist):
         assert last < first, f"{term} did not fall: first 3 iterations {first:.4f}, last 3 {last:.4f}"
 
 
-def test_test_py_prints_every_metric_group(e2e_env, stage2_run):
+def test_test_py_prints_every_metric_group(e2e_env, stage2_run, tmp_path):
     checkpoint = os.path.join(stage2_run["work_dir"], "iter_2.pth")
-    proc = run([sys.executable, "tools/test.py", CONFIG2, checkpoint, "--eval", "bbox"], e2e_env)
+    proc = run([sys.executable, "tools/test.py", CONFIG2, checkpoint, "--eval", "bbox", "--work-dir", str(tmp_path)],
+               e2e_env)
     for group in ("mAP:", "NDS:", "AMOTA:", "mAP_normal", "epa=", "ade=", "L2:"):
         assert group in proc.stdout, f"tools/test.py did not print {group!r}"
 

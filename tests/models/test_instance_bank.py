@@ -171,5 +171,14 @@ def test_map_style_bank_flattens_polylines_and_xavier_inits_features():
 
 
 def test_missing_anchor_file_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="kmeans"):
+    looked_at = rf"missing\.npy is missing \(looked at {tmp_path}/missing\.npy\).*k-means"
+    with pytest.raises(FileNotFoundError, match=looked_at):
         InstanceBank(num_anchor=3, embed_dims=8, anchor=str(tmp_path / "missing.npy"))
+
+
+def test_truncated_anchor_file_is_one_oserror_naming_it(tmp_path):
+    path = tmp_path / "kmeans_det_900.npy"
+    np.save(path, np.zeros((900, 11), dtype=np.float32))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(OSError, match=r"kmeans_det_900\.npy cannot be read .*truncated.*test/preprocess\.sh"):
+        InstanceBank(num_anchor=3, embed_dims=8, anchor=str(path))

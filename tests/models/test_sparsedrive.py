@@ -132,3 +132,53 @@ def test_list_form_input_is_unwrapped_like_upstreams_fake_tta(model):
     assert torch.equal(
         torch.as_tensor(plain[0]["img_bbox"]["boxes_3d"]), torch.as_tensor(unwrapped[0]["img_bbox"]["boxes_3d"])
     ), "a list-wrapped batch must give the same result as the plain batch"
+
+
+def _conv1_calls_in_forward_and_backward(model, backend: str, monkeypatch) -> int:
+    """Forward + backward of the backbone on one small image with ``backend``; calls of the first block's conv1."""
+    from projects.mmdet3d_plugin import device
+
+    monkeypatch.setattr(device, "get_backend", lambda: backend)
+    monkeypatch.delenv(device.WITH_CP_ENV_VAR, raising=False)
+    conv1 = model.img_backbone.layer1[0].conv1
+    calls = []
+    handle = conv1.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        model.train()
+        feats = model.extract_feat(torch.randn(1, 1, 3, 64, 64))
+        feats[0].sum().backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    return len(calls)
+
+
+def test_activation_checkpointing_recomputes_the_backbone_on_accelerators_only(model, monkeypatch):
+    configured = [with_cp for _, with_cp in model._configured_with_cp]
+    assert configured and all(configured), "the reduced config keeps upstream's with_cp=True in every block"
+    assert _conv1_calls_in_forward_and_backward(model, "npu", monkeypatch) == 2, "with_cp must recompute in backward"
+    assert _conv1_calls_in_forward_and_backward(model, "cpu", monkeypatch) == 1, "no recompute on the CPU"
+
+
+def test_channels_last_backbone_gives_the_same_features(model, monkeypatch):
+    from projects.mmdet3d_plugin import device
+
+    model.eval()
+    img = torch.randn(1, 2, 3, 64, 176, generator=torch.Generator().manual_seed(0))
+    formats = []
+    handle = model.img_backbone.register_forward_hook(
+        lambda _m, _i, out: formats.append(out[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    results = {}
+    try:
+        for flag in ("0", "1"):
+            monkeypatch.setenv(device.CHANNELS_LAST_ENV_VAR, flag)
+            with torch.no_grad():
+                results[flag] = model.extract_feat(img)
+    finally:
+        handle.remove()
+    assert formats == [False, True], f"backbone output channels-last per run: {formats}"
+    plain, nhwc = results["0"][0], results["1"][0]
+    assert nhwc.shape == plain.shape and nhwc.is_contiguous(), "the flattened features keep their layout"
+    error = ((nhwc - plain).abs().max() / plain.abs().max()).item()
+    assert error < 1e-5, f"channels-last features differ from the plain ones by {error:.2e} (relative)"

@@ -37,4 +37,14 @@ def test_report_values_and_labels(tmp_path):
 def test_performance_report_has_no_accuracy_and_tolerates_missing_logs(tmp_path):
     text = train_report.build_report("performance", 5, [], [], 64, 48)
     assert "AMOTA" not in text and "L2" not in text
-    assert " - Stage1 Time avg per batch : N/As" in text
+    lines = text.splitlines()
+    assert " - Stage1 Time avg per batch : N/A" in lines, "no unit after N/A (it printed 'N/As')"
+    assert " - Stage2 Final Performance images/sec : N/A" in lines
+    assert lines[-1].startswith("[WARNING] step time N/A: no step time was logged") and \
+        "SPARSEDRIVE_STOP_AT_ITER" in lines[-1], f"the report must say why there is no step time: {lines[-1]}"
+
+
+def test_report_gives_no_reason_when_step_times_exist(tmp_path):
+    entries = [{"mode": "train", "iter": 1, "time": 2.0}]
+    text = train_report.build_report("performance", 5, entries, entries, 64, 48)
+    assert "WARNING" not in text and " - Stage2 Time avg per batch : 2.0000s" in text.splitlines()

@@ -47,16 +47,22 @@ def fmt(value: Optional[float], digits: int = 3) -> str:
     return "N/A" if value is None else f"{value:.{digits}f}"
 
 
+NO_STEP_TIME = ("N/A: no step time was logged; the stage stopped (SPARSEDRIVE_STOP_AT_ITER) before its first "
+                "log_config.interval iterations, or its log is missing")
+
+
 def build_report(mode: str, seconds: float, stage1: List[Dict], stage2: List[Dict], batch1: int, batch2: int) -> str:
     t1, t2 = mean_step_time(stage1), mean_step_time(stage2)
     lines = [
         "[INFO] Final Result",
         f" - End to End Time : {seconds:.0f}s",
-        f" - Stage1 Time avg per batch : {fmt(t1, 4)}s",
+        f" - Stage1 Time avg per batch : {fmt(t1, 4)}{'s' if t1 is not None else ''}",
         f" - Stage1 Final Performance images/sec : {fmt(batch1 / t1 if t1 else None)}",
-        f" - Stage2 Time avg per batch : {fmt(t2, 4)}s",
+        f" - Stage2 Time avg per batch : {fmt(t2, 4)}{'s' if t2 is not None else ''}",
         f" - Stage2 Final Performance images/sec : {fmt(batch2 / t2 if t2 else None)}",
     ]
+    if t1 is None or t2 is None:
+        lines.append(f"[WARNING] step time {NO_STEP_TIME}.")
     if mode == "full":
         lines.append(f" - Stage1 AMOTA : {fmt(last_metric(stage1, 'amota'), 4)}")
         lines.append(f" - Stage2 L2 : {fmt(last_metric(stage2, 'L2'), 4)}")

@@ -1,12 +1,18 @@
-"""Time and memory of one training step and one inference frame of a SparseDrive config.
+"""Time and memory of one training step and one inference frame of a SparseDrive config, against a floor.
 
 Builds the model from ``--config`` (random grid anchors when data/kmeans is missing, no ImageNet
 checkpoint when ckpt/ is missing), feeds a synthetic batch at the config's full input size
 (default 6 x 256 x 704, batch 1) and reports, per phase, wall time split into backbone (grid mask +
 ResNet + FPN + depth branch + flattening), heads, losses, backward and optimiser (the training
 code's ``apis.optimizer.build_optimizer`` and clip: fused kernels where the backend has them), plus
-the process peak RSS and the device's peak allocated memory. Inference runs two consecutive frames
-(the second one uses the temporal cache) before training, so the RSS after inference is its own peak.
+the process peak RSS and the device's peak allocated memory.
+
+The floor is the config's image backbone and neck alone (mmdet ResNet-50 + FPN, as mmdet builds them:
+no activation checkpointing, default memory format) on the same images: forward without gradients for
+inference, forward + backward in training mode for a step. Floor and model alternate in the same run,
+``--repeats`` times after one warm-up each (frame 0 has an empty temporal cache, step 0 allocates the
+optimiser state), and the reported figures and ``infer_ratio`` / ``train_ratio`` are medians, so load
+from other processes hits both sides alike.
 
     python tools/benchmarks/benchmark_model_step.py --config projects/configs/sparsedrive_small_stage1.py
 
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import resource
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -39,7 +46,9 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     parser.add_argument("--config", default=os.path.join(ROOT, "projects/configs/sparsedrive_small_stage1.py"))
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--image-hw", type=int, nargs=2, default=None, help="H W (default: config input_shape)")
-    parser.add_argument("--steps", type=int, default=2, help="consecutive training steps; the last one is reported (step 0 also allocates the optimiser state)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed frames / steps (and floor runs) after one warm-up each; medians are reported")
+    parser.add_argument("--skip-floor", action="store_true", help="do not measure the backbone + neck floor")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-infer", action="store_true")
     parser.add_argument("--fp16", action="store_true", help="autocast fp16 (accelerators only)")
@@ -144,6 +153,38 @@ def inference_frame(model, data: dict, timer: Timer) -> None:
             model.head.post_process(outs, data)
 
 
+def build_floor(cfg) -> torch.nn.Module:
+    """The config's backbone + neck as mmdet builds them: no activation checkpointing, no weights file."""
+    from mmdet.models import build_backbone, build_neck
+
+    backbone = dict(cfg.model.img_backbone, with_cp=False, pretrained=None)
+    layers = [build_backbone(backbone)]
+    if cfg.model.get("img_neck") is not None:
+        layers.append(build_neck(cfg.model.img_neck))
+    return torch.nn.Sequential(*layers)
+
+
+def floor_infer(floor: torch.nn.Module, img: torch.Tensor, timer: Timer) -> None:
+    """Forward of the floor on ``img`` [B, N, 3, H, W], without gradients."""
+    floor.eval()
+    with torch.no_grad(), timer.section("floor"):
+        floor(img.flatten(end_dim=1))
+
+
+def floor_train(floor: torch.nn.Module, img: torch.Tensor, timer: Timer) -> None:
+    """Forward + backward of the floor in training mode (a scalar loss over every output level)."""
+    floor.train()
+    floor.zero_grad(set_to_none=True)
+    with timer.section("floor"):
+        outs = floor(img.flatten(end_dim=1))
+        sum(out.float().mean() for out in outs).backward()
+
+
+def medians(timings: List[Dict[str, float]]) -> Dict[str, float]:
+    """Per-key median over repeated ``Timer.summary()`` dicts."""
+    return {key: round(statistics.median(t[key] for t in timings), 3) for key in timings[0]}
+
+
 def train_step(model, optimizer, data: dict, timer: Timer, clip: dict) -> Dict[str, float]:
     with timer.section("backbone"):
         feats, depths = model.extract_feat(data["img"], True, data)
@@ -215,15 +256,43 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         "params": sum(p.numel() for p in model.parameters()),
     }
 
+    floor = None if args.skip_floor else build_floor(cfg).to(device)
+
+    def run_pairs(label: str, run_model, run_floor) -> None:
+        """Warm-up, then ``repeats`` model runs, each right after a floor run; medians and the ratio."""
+        model_times, floor_times = [], []
+        for index in range(args.repeats + 1):
+            if floor is not None:
+                timer = Timer()
+                run_floor(index, timer)
+                if index:
+                    floor_times.append(timer.summary())
+            timer = Timer()
+            run_model(index, timer)
+            report[f"{label}{index}_s"] = timer.summary()
+            logger.info("%s %d: %s", label, index, report[f"{label}{index}_s"])
+            if index:
+                model_times.append(timer.summary())
+        name = "infer" if label.startswith("infer") else "train"
+        report[f"{name}_median_s"] = medians(model_times)
+        if floor_times:
+            floor_s = medians(floor_times)["total"]
+            report[f"floor_{name}_s"] = floor_s
+            report[f"{name}_ratio"] = round(report[f"{name}_median_s"]["total"] / floor_s, 3)
+
     if not args.skip_infer:
         model.eval()
         reset_temporal_state(model)
-        for frame in range(2):
-            timer = Timer()
+
+        def infer(frame: int, timer: Timer) -> None:
             with autocast:
                 inference_frame(model, inference_data(batch(frame)), timer)
-            report[f"infer_frame{frame}_s"] = timer.summary()
-            logger.info("inference frame %d: %s", frame, report[f"infer_frame{frame}_s"])
+
+        def infer_floor(frame: int, timer: Timer) -> None:
+            with autocast:
+                floor_infer(floor, batch(frame)["img"], timer)
+
+        run_pairs("infer_frame", infer, infer_floor)
         report["infer_peak_rss_gib"] = round(peak_rss_gib(), 3)
         report["infer_peak_device_gib"] = round(max_memory_allocated() / 2**30, 3)
 
@@ -232,12 +301,17 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         reset_temporal_state(model)
         optimizer = build_optimizer(model, cfg.optimizer)
         clip = (cfg.get("optimizer_config") or {}).get("grad_clip")
-        for step in range(args.steps):
-            timer = Timer()
+        losses: Dict[str, float] = {}
+
+        def train(step: int, timer: Timer) -> None:
             with autocast:
-                losses = train_step(model, optimizer, batch(step), timer, clip)
-            report[f"train_step{step}_s"] = timer.summary()
-            logger.info("training step %d: %s", step, report[f"train_step{step}_s"])
+                losses.update(train_step(model, optimizer, batch(step), timer, clip))
+
+        def train_floor(step: int, timer: Timer) -> None:
+            with autocast:
+                floor_train(floor, batch(step)["img"], timer)
+
+        run_pairs("train_step", train, train_floor)
         report["train_loss"] = round(sum(losses.values()), 4)
         report["train_peak_rss_gib"] = round(peak_rss_gib(), 3)
         report["train_peak_device_gib"] = round(max_memory_allocated() / 2**30, 3)
@@ -245,10 +319,15 @@ def main(argv: List[str] = None) -> Dict[str, object]:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                train_step(model, optimizer, batch(args.steps), Timer(), clip)
+                train_step(model, optimizer, batch(args.repeats + 1), Timer(), clip)
             logger.info(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
 
     logger.info(json.dumps(report, indent=2))
+    for name, what in (("infer", "inference frame"), ("train", "training step")):
+        if f"{name}_ratio" in report:
+            logger.info("%s: %.2f s = %.2fx the floor (%.2f s, backbone + neck alone; medians of %d)", what,
+                        report[f"{name}_median_s"]["total"], report[f"{name}_ratio"], report[f"floor_{name}_s"],
+                        args.repeats)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

@@ -102,7 +102,9 @@ class NuscMapExtractor:
             remaining.discard(i)
             v, n = self._long_axis(seed)
             union = seed
-            for j in sorted(int(k) for k in tree.query(seed)):
+            # shapely 2 returns indices from query; 1.8 (Python 3.8's nuscenes-devkit) from query_items
+            hits = tree.query_items(seed) if hasattr(tree, "query_items") else tree.query(seed)
+            for j in sorted(int(k) for k in hits):
                 if j not in remaining:
                     continue
                 w, m = self._long_axis(peds[j])

@@ -6,14 +6,14 @@ sequence of consecutive frames per batch slot.
 import os
 import pickle
 import shutil
-import tempfile
 from typing import List, Optional
 
 import mmcv
 import torch
 import torch.distributed as dist
+from mmcv.runner import get_dist_info
 
-from .dist import get_dist_info
+from .. import device
 
 
 def single_gpu_test(model: torch.nn.Module, data_loader, show: bool = False) -> List[dict]:
@@ -35,8 +35,9 @@ def multi_gpu_test(
 ) -> Optional[List[dict]]:
     """Each rank runs its contiguous block of sequences; rank 0 returns all results in dataset order.
 
-    Results travel through files in a shared ``tmpdir`` (``gpu_collect`` is accepted for upstream's CLI
-    and takes the same path). Other ranks return None.
+    Results are gathered through the process group, which works across machines that share nothing but the
+    network; with a ``tmpdir`` (and not ``gpu_collect``) they go through files there instead, which every
+    node must see (shared storage). Other ranks return None.
     """
     model.eval()
     rank, world_size = get_dist_info()
@@ -49,27 +50,63 @@ def multi_gpu_test(
         if progress is not None:
             for _ in range(len(batch_results) * world_size):
                 progress.update()
-    return collect_results(results, len(data_loader.dataset), tmpdir)
+    return collect_results(results, len(data_loader.dataset), None if gpu_collect else tmpdir)
 
 
 def collect_results(part: List[dict], size: int, tmpdir: Optional[str] = None) -> Optional[List[dict]]:
-    """Concatenate every rank's part in rank order (the sampler gives ranks contiguous blocks)."""
+    """Concatenate every rank's part in rank order (the sampler gives ranks contiguous blocks) on rank 0.
+
+    Through the process group by default, through files in ``tmpdir`` when given. Other ranks return None.
+    """
     rank, world_size = get_dist_info()
     if world_size == 1:
         return part[:size]
-    if tmpdir is None:
-        shared = [tempfile.mkdtemp(prefix=".dist_test_") if rank == 0 else None]
-        dist.broadcast_object_list(shared, src=0)
-        tmpdir = shared[0]
+    parts = gather_parts(part) if tmpdir is None else _gather_parts_through_files(part, tmpdir)
+    if rank != 0:
+        return None
+    return [result for rank_part in parts for result in rank_part][:size]
+
+
+def gather_parts(part: list) -> Optional[List[list]]:
+    """Every rank's ``part`` on rank 0, in rank order (None on the other ranks), through the process group.
+
+    A part travels pickled in an int8 tensor on this rank's device (nccl and hccl move device tensors only;
+    hccl has no ``gather``): the sizes are all-gathered, then each rank broadcasts its part in turn, so no
+    device holds more than the largest part at a time.
+    """
+    rank, world_size = get_dist_info()
+    dev = device.get_device()
+    payload = torch.frombuffer(bytearray(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)), dtype=torch.int8)
+    sizes = [torch.zeros(1, dtype=torch.long, device=dev) for _ in range(world_size)]
+    dist.all_gather(sizes, torch.tensor([payload.numel()], dtype=torch.long, device=dev))
+    parts = []
+    for src, size in enumerate(sizes):
+        buffer = payload.to(dev) if src == rank else torch.empty(int(size.item()), dtype=torch.int8, device=dev)
+        dist.broadcast(buffer, src=src)
+        if rank == 0:
+            parts.append(pickle.loads(buffer.cpu().numpy().tobytes()))
+    return parts if rank == 0 else None
+
+
+def _gather_parts_through_files(part: list, tmpdir: str) -> Optional[List[list]]:
+    """Every rank's ``part`` on rank 0 through ``tmpdir/part_<rank>.pkl``; the folder is removed afterwards."""
+    rank, world_size = get_dist_info()
     os.makedirs(tmpdir, exist_ok=True)
-    with open(os.path.join(tmpdir, f"part_{rank}.pkl"), "wb") as f:
-        pickle.dump(part, f)
+    path = os.path.join(tmpdir, f"part_{rank}.pkl")
+    with open(path + ".tmp", "wb") as f:
+        pickle.dump(part, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".tmp", path)
     dist.barrier()
     if rank != 0:
         return None
-    results: List[dict] = []
+    parts = []
     for r in range(world_size):
-        with open(os.path.join(tmpdir, f"part_{r}.pkl"), "rb") as f:
-            results.extend(pickle.load(f))
+        path = os.path.join(tmpdir, f"part_{r}.pkl")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--tmpdir {tmpdir}: {os.path.basename(path)} of rank {r} is missing; the folder "
+                                    "must be on storage every node shares (or leave --tmpdir out to gather the "
+                                    "results through the process group).")
+        with open(path, "rb") as f:
+            parts.append(pickle.load(f))
     shutil.rmtree(tmpdir, ignore_errors=True)
-    return results[:size]
+    return parts

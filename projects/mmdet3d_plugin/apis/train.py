@@ -3,14 +3,13 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmcv.runner import DistEvalHook, EvalHook, wrap_fp16_model
+from mmcv.runner import DistEvalHook, EvalHook, get_dist_info, wrap_fp16_model
 from mmcv.utils import Config
 
 from .. import device
 from ..datasets import build_dataloader
 from ..datasets.builder import build_dataset
 from .checkpoint import read_checkpoint
-from .dist import get_dist_info
 from .optimizer import SparseDriveOptimizerHook, build_optimizer
 from .parallel import wrap_model
 from .runner import SparseDriveIterRunner
@@ -103,5 +102,7 @@ def _build_eval_hook(cfg: Config, distributed: bool, world_size: int):
     eval_cfg["by_epoch"] = False
     eval_cfg.setdefault("jsonfile_prefix", osp.join(cfg.work_dir, "val"))
     if distributed:
-        return DistEvalHook(val_loader, test_fn=multi_gpu_test, tmpdir=osp.join(cfg.work_dir, ".eval_hook"), **eval_cfg)
+        # gathered through the process group (no shared storage needed) unless the config names a shared tmpdir
+        eval_cfg.setdefault("gpu_collect", "tmpdir" not in eval_cfg)
+        return DistEvalHook(val_loader, test_fn=multi_gpu_test, **eval_cfg)
     return EvalHook(val_loader, test_fn=single_gpu_test, **eval_cfg)

@@ -2,6 +2,7 @@
 import logging
 import math
 import os
+import pickle
 import tempfile
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -82,6 +83,16 @@ class NuScenes3DDataset(Dataset):
         "barrier",
     )
     MAP_CLASSES = ("ped_crossing", "divider", "boundary")
+    # ``evaluate(metric=...)`` / ``tools/test.py --eval`` names: upstream's 'bbox' runs every group the
+    # config's eval_mode enables; a group name runs only that group (the eval_mode flags it sets).
+    EVAL_METRICS = {
+        "bbox": (),
+        "det": ("with_det",),
+        "tracking": ("with_det", "with_tracking"),
+        "map": ("with_map",),
+        "motion": ("with_motion",),
+        "planning": ("with_planning",),
+    }
 
     def __init__(
         self,
@@ -143,9 +154,21 @@ class NuScenes3DDataset(Dataset):
 
     def load_annotations(self, ann_file: str) -> List[Dict]:
         """Load the pkl, sort infos by timestamp, keep every ``load_interval``-th; sets ``version``."""
-        data = mmcv.load(ann_file, file_format="pkl")
+        if not os.path.isfile(ann_file):
+            raise FileNotFoundError(
+                f"NuScenes3DDataset: info pkl {ann_file} does not exist (looked at {os.path.abspath(ann_file)}; "
+                "relative paths start from the current directory); run `sh test/preprocess.sh` from the "
+                "repository root."
+            )
+        try:
+            data = mmcv.load(ann_file, file_format="pkl")
+        except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, ImportError, IndexError) as exc:
+            raise OSError(
+                f"NuScenes3DDataset: info pkl {ann_file} cannot be read ({type(exc).__name__}: {exc}; empty or "
+                "truncated?); recreate it with `sh test/preprocess.sh`."
+            ) from exc
         if not isinstance(data, dict) or "infos" not in data or "metadata" not in data:
-            raise ValueError(
+            raise OSError(
                 f"NuScenes3DDataset: {ann_file} is not an info pkl ({{infos, metadata}}); "
                 "create it with tools/data_converter/nuscenes_converter.py."
             )
@@ -371,6 +394,26 @@ class NuScenes3DDataset(Dataset):
         os.makedirs(jsonfile_prefix, exist_ok=True)
         return dict(img_bbox=dump_json(submission, os.path.join(jsonfile_prefix, "results_nusc.json"))), tmp_dir
 
+    def raw_results_name(self) -> str:
+        """File name of the raw results dump (upstream's, read by its visualiser)."""
+        return "results.pkl" if "trainval" in self.version else "results_mini.pkl"
+
+    @classmethod
+    def select_eval_mode(cls, eval_mode: Mapping, metric: Union[None, str, Sequence[str]]) -> Dict:
+        """``eval_mode`` narrowed to the groups ``metric`` names; unknown names raise ``ValueError``."""
+        names = [] if metric is None else [metric] if isinstance(metric, str) else list(metric)
+        unknown = [name for name in names if name not in cls.EVAL_METRICS]
+        if unknown:
+            raise ValueError(
+                f"metric {', '.join(map(repr, unknown))} is not known; use {', '.join(cls.EVAL_METRICS)} "
+                "('bbox': every group the config's eval_mode enables)."
+            )
+        if not names or "bbox" in names:
+            return dict(eval_mode)
+        selected = {flag for name in names for flag in cls.EVAL_METRICS[name]}
+        flags = {flag for flags in cls.EVAL_METRICS.values() for flag in flags}
+        return dict(eval_mode, **{flag: flag in selected for flag in flags})
+
     def evaluate(
         self,
         results: List[Dict],
@@ -388,15 +431,17 @@ class NuScenes3DDataset(Dataset):
         As upstream, the raw ``results`` are first dumped to ``<work_dir>/results.pkl``
         (``results_mini.pkl`` for non-trainval versions) when ``work_dir`` is set. Submission JSONs
         and ``metrics.json`` go to ``jsonfile_prefix`` (default ``work_dir``; a temporary folder if
-        both are None). ``metric`` and ``pipeline`` are accepted for mmdet compatibility.
+        both are None). ``metric``: None or names of ``EVAL_METRICS`` (a group name narrows eval_mode to
+        that group); ``pipeline`` is accepted for mmdet compatibility.
         """
         from .evaluation import evaluate_sparsedrive
 
+        eval_mode = self.select_eval_mode(eval_mode, metric)
         if self.work_dir is not None:
-            name = "results.pkl" if "trainval" in self.version else "results_mini.pkl"
+            path = os.path.join(self.work_dir, self.raw_results_name())
             os.makedirs(self.work_dir, exist_ok=True)
-            mmcv.dump(results, os.path.join(self.work_dir, name))
-            _logger.info("raw results written to %s", os.path.join(self.work_dir, name))
+            mmcv.dump(results, path)
+            _logger.info("raw results written to %s", path)
         if show or out_dir:
             _logger.warning("evaluate: visualisation (show/out_dir) is not part of this port.")
         prefix = jsonfile_prefix if jsonfile_prefix is not None else self.work_dir

@@ -47,9 +47,16 @@ def _load_anchor(anchor: Union[str, Sequence, np.ndarray]) -> np.ndarray:
     if isinstance(anchor, str):
         if not os.path.exists(anchor):
             raise FileNotFoundError(
-                f"InstanceBank.anchor: {anchor} is missing; run the k-means tools (tools/kmeans/) first."
+                f"InstanceBank.anchor: {anchor} is missing (looked at {os.path.abspath(anchor)}); run the k-means "
+                "tools (sh test/preprocess.sh) first, from the repository root."
             )
-        anchor = np.load(anchor)
+        try:
+            anchor = np.load(anchor)
+        except (ValueError, EOFError, OSError) as exc:
+            raise OSError(
+                f"InstanceBank.anchor: {anchor} cannot be read ({type(exc).__name__}: {exc}; truncated?); "
+                "re-run the k-means tools (sh test/preprocess.sh)."
+            ) from exc
     anchor = np.asarray(anchor, dtype=np.float32)
     if anchor.ndim == 3:  # map polylines [A, P, 2] -> [A, P*2]
         anchor = anchor.reshape(anchor.shape[0], -1)

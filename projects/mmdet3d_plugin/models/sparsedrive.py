@@ -5,10 +5,11 @@ from typing import Dict, List, Optional, Tuple, Union
 from mmcv.cnn.bricks.registry import PLUGIN_LAYERS
 from mmcv.runner import auto_fp16, force_fp32
 from mmcv.utils import build_from_cfg
+import torch
 from mmdet.models import DETECTORS, BaseDetector, build_backbone, build_head, build_neck
 from torch import Tensor
 
-from .. import ops
+from .. import device, ops
 from .grid_mask import GridMask
 
 __all__ = ["SparseDrive"]
@@ -63,6 +64,25 @@ class SparseDrive(BaseDetector):
                 True, True, rotate=1, offset=False, ratio=0.5, mode=1, prob=0.7, seed=grid_mask_seed
             )
         self._backbone_takes_metas = "metas" in signature(self.img_backbone.forward).parameters
+        # the config's activation checkpointing per backbone module; device.activation_checkpointing decides
+        # per backend whether it runs (it saves accelerator memory and only costs time on a CPU)
+        self._configured_with_cp = [
+            (module, module.with_cp)
+            for module in self.img_backbone.modules()
+            if isinstance(getattr(module, "with_cp", None), bool)
+        ]
+
+    def _apply_backend_settings(self, img: Tensor) -> Tensor:
+        """Backend-dependent ways to run the backbone that do not change its results (within float rounding).
+
+        Sets every backbone module's ``with_cp`` and returns ``img`` [B*N, 3, H, W] in the memory format
+        the backbone and neck should run in (convolutions keep the format of their input).
+        """
+        for module, configured in self._configured_with_cp:
+            module.with_cp = device.activation_checkpointing(configured)
+        if device.channels_last():
+            return img.contiguous(memory_format=torch.channels_last)
+        return img
 
     @auto_fp16(apply_to=("img",), out_fp32=True)
     def extract_feat(
@@ -87,6 +107,7 @@ class SparseDrive(BaseDetector):
             num_cams = 1
         if self.use_grid_mask:
             img = self.grid_mask(img)
+        img = self._apply_backend_settings(img)
         if self._backbone_takes_metas:
             feature_maps = self.img_backbone(img, num_cams, metas=metas)
         else:

@@ -26,6 +26,8 @@ _DEFAULTS: Dict[str, Dict[str, str]] = {}
 _FORCED: Dict[str, str] = {}
 _CHOSEN: Dict[Tuple[str, str], Callable] = {}
 _ALIASES: Dict[str, str] = {}
+# backends that run on one device type only (``validate_env`` refuses them elsewhere)
+DEVICE_BOUND = {"triton": "cuda", "npu": "npu"}
 
 
 def register_op(op: str, loaders: Dict[str, Callable[[], Callable]], defaults: Dict[str, str]) -> None:
@@ -85,6 +87,32 @@ def backend_name(op: str, device: torch.device) -> str:
             f"ops.{op}: no backend for device type {device_type!r}; call ops.set_backend({op!r}, 'reference')."
         )
     return defaults[device_type]
+
+
+def validate_env(device_backend: str) -> None:
+    """Check every ``SPARSEDRIVE_OPS_BACKEND_*`` variable at start-up instead of at the first forward.
+
+    Refuses an unknown op, an unknown backend, and a device-bound backend (``triton``: CUDA, ``npu``: NPU)
+    on a process running on another ``device_backend``; ``TRITON_INTERPRET=1`` lets triton run on CPU.
+    """
+    for name, value in sorted(os.environ.items()):
+        value = value.strip()
+        if not name.startswith(ENV_PREFIX) or not value:
+            continue
+        op = name[len(ENV_PREFIX):].lower()
+        if op not in _LOADERS:
+            known = ", ".join(ENV_PREFIX + known_op.upper() for known_op in sorted(_LOADERS))
+            raise ValueError(f"{name}: there is no op {op!r}; the variables are {known}.")
+        if value not in _LOADERS[op]:
+            raise ValueError(f"{name}={value!r} is not a backend of {op}; use one of {', '.join(_LOADERS[op])}.")
+        needs = DEVICE_BOUND.get(value)
+        interpreted = value == "triton" and os.environ.get("TRITON_INTERPRET", "") == "1"
+        if needs is not None and needs != device_backend and not interpreted:
+            usable = ", ".join(b for b in _LOADERS[op] if DEVICE_BOUND.get(b, device_backend) == device_backend)
+            raise RuntimeError(
+                f"{name}={value} needs {'a CUDA GPU' if needs == 'cuda' else 'an Ascend NPU'} but this process "
+                f"runs on {device_backend}; unset it or use one of {usable}."
+            )
 
 
 def select_backend(op: str, device: torch.device) -> Callable:

@@ -148,3 +148,17 @@ def test_worker_pool_gives_the_inline_result():
     pooled = evaluate_vector_map(preds, gts, CLASSES, n_workers=2)
     assert inline == pooled, f"process pool changed the result: {inline} vs {pooled}"
     assert 0 < inline["ped_crossing"] < 1, f"noisy lines should give a partial AP: {inline}"
+
+
+@pytest.mark.parametrize("num,seed", [(1, 0), (7, 1), (500, 2)])
+def test_average_precision_equals_mmdet_area_mode(num, seed):
+    from mmdet.core.evaluation.mean_ap import average_precision as mmdet_average_precision
+
+    rng = np.random.default_rng(seed)
+    tp = (rng.random(num) < 0.4).astype(np.float32)
+    tp_cum, fp_cum = np.cumsum(tp), np.cumsum(1 - tp)
+    recalls = tp_cum / (tp.sum() + 3)
+    precisions = tp_cum / np.maximum(tp_cum + fp_cum, np.finfo(np.float32).eps)
+    ours = average_precision(recalls, precisions)
+    assert ours == pytest.approx(float(mmdet_average_precision(recalls, precisions, mode="area")), abs=1e-6), \
+        "must give mmdet's numbers (mmdet works in float32, hence the tolerance)"

@@ -59,3 +59,38 @@ def test_points_file_errors(tmp_path):
         )
     with pytest.raises(ValueError, match="use_dim"):
         LoadPointsFromFile(coord_type="LIDAR", load_dim=4, use_dim=5)
+
+
+def _noise_image(tmp_path, name):
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    path = str(tmp_path / name)
+    cv2.imwrite(path, img)
+    return path
+
+
+@pytest.mark.parametrize("name,kind", [("cut.jpg", "truncated JPEG"), ("cut.png", "truncated PNG")])
+def test_truncated_image_names_file_and_sample(tmp_path, name, kind):
+    path = _noise_image(tmp_path, name)
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) * 2 // 3])
+    with pytest.raises(OSError, match=rf"{name}.*sample tok9.*{kind}"):
+        LoadMultiViewImageFromFiles()(dict(img_filename=[path], token="tok9"))
+
+
+def test_empty_image_names_file_and_sample(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(OSError, match=r"empty\.jpg.*sample tok3.*empty file"):
+        LoadMultiViewImageFromFiles()(dict(img_filename=[str(tmp_path / "empty.jpg")], token="tok3"))
+
+
+@pytest.mark.parametrize("color_type", ["unchanged", "color", "grayscale"])
+def test_whole_images_decode_as_imread_does(tmp_path, color_type):
+    paths = [_noise_image(tmp_path, "a.jpg"), _noise_image(tmp_path, "b.png")]
+    with open(paths[0], "ab") as f:
+        f.write(b"\x00" * 16)  # zero padding after the end marker is accepted
+    flag = {"unchanged": cv2.IMREAD_UNCHANGED, "color": cv2.IMREAD_COLOR, "grayscale": cv2.IMREAD_GRAYSCALE}
+    out = LoadMultiViewImageFromFiles(color_type=color_type)(dict(img_filename=paths, token="t"))
+    for path, img in zip(paths, out["img"]):
+        np.testing.assert_array_equal(img, cv2.imread(path, flag[color_type]), err_msg=f"{path} decoded differently")

@@ -116,3 +116,11 @@ def test_missing_anchor_file_names_the_file_and_the_fix(tmp_path):
 def test_wrong_anchor_shape_is_refused():
     with pytest.raises(ValueError, match="plan_anchor"):
         MotionPlanningHead(motion_anchor=np.zeros((10, 6, 12, 2)), plan_anchor=np.zeros((3, 6, 6, 2)))
+
+
+def test_truncated_anchor_file_is_one_oserror_naming_it(tmp_path):
+    path = tmp_path / "kmeans_plan_6.npy"
+    np.save(path, np.zeros((3, 6, 6, 2), dtype=np.float32))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(OSError, match=r"plan_anchor: .*kmeans_plan_6\.npy cannot be read .*sh test/preprocess\.sh"):
+        MotionPlanningHead(motion_anchor=np.zeros((10, 6, 12, 2)), plan_anchor=str(path))

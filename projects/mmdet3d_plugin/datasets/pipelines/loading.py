@@ -15,6 +15,27 @@ _COLOR_FLAGS = {
 }
 
 
+# A JPEG ends with the EOI marker, a PNG with its IEND chunk. libjpeg decodes a cut-off JPEG with only a
+# "Premature end of JPEG file" warning on stderr, so the end is checked before decoding (no cost to speak of).
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
+
+
+def truncation(data: bytes) -> Optional[str]:
+    """Why the JPEG / PNG bytes ``data`` are incomplete (empty, no end marker), or None when they look whole.
+
+    Other formats are left to the decoder. Trailing zero padding after the end marker is accepted.
+    """
+    if not data:
+        return "empty file"
+    tail = data.rstrip(b"\x00")
+    if data.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
+        return "truncated JPEG: no end-of-image marker"
+    if data.startswith(_PNG_START) and not tail.endswith(_PNG_END):
+        return "truncated PNG: no IEND chunk"
+    return None
+
+
 @PIPELINES.register_module()
 class LoadMultiViewImageFromFiles:
     """Read every camera image of a sample (BGR, as stored) into a list of arrays.
@@ -42,11 +63,14 @@ class LoadMultiViewImageFromFiles:
                 f"LoadMultiViewImageFromFiles: image {path} of sample {token} does not exist; "
                 "check data_root / the info pkl paths or regenerate the data."
             )
-        img = cv2.imread(path, _COLOR_FLAGS[self.color_type])
+        with open(path, "rb") as f:
+            data = f.read()
+        problem = truncation(data)
+        img = None if problem else cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _COLOR_FLAGS[self.color_type])
         if img is None:
             raise OSError(
                 f"LoadMultiViewImageFromFiles: image {path} of sample {token} cannot be decoded "
-                "(corrupt or not an image); re-download or regenerate it."
+                f"({problem or 'corrupt or not an image'}); re-download or regenerate it."
             )
         return img
 

@@ -72,6 +72,8 @@ class VectorizeMap:
 
     @staticmethod
     def _points_at(line: LineString, distances: np.ndarray) -> np.ndarray:
+        if not hasattr(shapely, "line_interpolate_point"):  # shapely 1.8 (Python 3.8's nuscenes-devkit 1.1.11)
+            return np.array([line.interpolate(d).coords[0] for d in distances]).reshape(len(distances), -1)
         points = shapely.line_interpolate_point(line, distances)
         return shapely.get_coordinates(points, include_z=line.has_z)
 

@@ -29,9 +29,16 @@ def _load_mode_anchor(anchor: AnchorSource, name: str, expected_tail: Tuple[int,
     if isinstance(anchor, str):
         if not os.path.exists(anchor):
             raise FileNotFoundError(
-                f"model.head.motion_plan_head.{name}: {anchor} is missing; run `sh test/preprocess.sh` first."
+                f"model.head.motion_plan_head.{name}: {anchor} is missing (looked at {os.path.abspath(anchor)}); "
+                "run `sh test/preprocess.sh` first, from the repository root."
             )
-        anchor = np.load(anchor)
+        try:
+            anchor = np.load(anchor)
+        except (ValueError, EOFError, OSError) as exc:
+            raise OSError(
+                f"model.head.motion_plan_head.{name}: {anchor} cannot be read ({type(exc).__name__}: {exc}; "
+                "truncated?); re-run `sh test/preprocess.sh`."
+            ) from exc
     anchor = torch.tensor(np.asarray(anchor), dtype=torch.float32)
     if anchor.dim() != len(expected_tail) + 1 or tuple(anchor.shape[1:]) != expected_tail:
         raise ValueError(
