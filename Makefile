@@ -34,6 +34,17 @@ test-torch21:
 		SPARSEDRIVE_TORCH="torch==2.1.2 torchvision==0.16.2" SPARSEDRIVE_LOCK=none bash tools/setup_env.sh
 	@"$(CURDIR)/$(TORCH21_VENV)/bin/python" -m pytest tests -q -p no:cacheprovider
 
+# SparseDrive.patch for upstream checkouts: `make patch` regenerates it (after any change to a file it ships);
+# `make test-patch UPSTREAM=/path/to/upstream` tests it on a clean upstream clone at 52c4c05 (about 10 min).
+.PHONY: patch test-patch
+patch:
+	@"$(PYTHON)" tools/make_patch.py
+
+test-patch: setup
+	@if [ -z "$(UPSTREAM)" ]; then echo "error: make test-patch UPSTREAM=<clean upstream SparseDrive checkout at 52c4c05>" >&2; exit 2; fi
+	@SPARSEDRIVE_UPSTREAM_DIR="$(UPSTREAM)" "$(PYTHON)" -m pytest tests/tools/test_make_patch.py \
+		tests/tools/test_sparsedrive_patch_upstream.py -q -p no:cacheprovider
+
 # requirements.txt against pip's resolver for Python 3.8-3.12 x aarch64 / x86_64; asks the package index
 check-requirements:
 	@python3 tools/check_requirements.py

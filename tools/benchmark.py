@@ -10,6 +10,9 @@ conv + BatchNorm fused. Two figures:
 * ``model_fps``: the model call alone (host-to-device copy included, loading excluded), which is the
   figure upstream's script prints.
 
+``cpu_s_per_frame`` (this process's CPU time per frame) tells a busy shared CPU apart from slow code:
+wall time far above CPU time / threads means the process waited for cores.
+
 Plus the parameter count and the peak memory (device memory on an accelerator, process RSS on CPU).
 The same code runs on npu / cuda / cpu (``SPARSEDRIVE_DEVICE`` picks one). Without a checkpoint the
 weights are random, which times the same computation.
@@ -68,18 +71,19 @@ def measure(model, data_loader, samples: int, warmup: int) -> Dict[str, float]:
     if total <= warmup:
         die(f"the test split has {len(data_loader)} frames; --warmup {warmup} leaves none to time.")
     progress = mmcv.ProgressBar(total)
-    frame_time = model_time = 0.0
-    previous = time.perf_counter()
+    frame_time = model_time = cpu_time = 0.0
+    previous, previous_cpu = time.perf_counter(), time.process_time()
     for index, data in enumerate(data_loader):
         loaded = time.perf_counter()
         with torch.no_grad():
             model(return_loss=False, rescale=True, **data)
         device.synchronize()
-        done = time.perf_counter()
+        done, done_cpu = time.perf_counter(), time.process_time()
         if index >= warmup:
             frame_time += done - previous
             model_time += done - loaded
-        previous = done
+            cpu_time += done_cpu - previous_cpu
+        previous, previous_cpu = done, done_cpu
         progress.update()
         if index + 1 == total:
             break
@@ -92,6 +96,7 @@ def measure(model, data_loader, samples: int, warmup: int) -> Dict[str, float]:
         "model_fps": round(timed / model_time, 4),
         "s_per_frame": round(frame_time / timed, 4),
         "model_s_per_frame": round(model_time / timed, 4),
+        "cpu_s_per_frame": round(cpu_time / timed, 4),
     }
 
 
@@ -150,7 +155,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, object]:
     memory = ", ".join(f"{key} {value}" for key, value in report.items() if key.startswith("peak_"))
     print(f"{report['frames']} frames timed ({args.warmup} warm-up left out), batch 1, {report['device']}, "
           f"{report['precision']}, conv-bn fused: {'yes' if args.fuse_conv_bn else 'no'}")
-    print(f"fps (data loading included): {report['fps']:.3f} img / s ({report['s_per_frame']:.3f} s per frame)")
+    print(f"fps (data loading included): {report['fps']:.3f} img / s ({report['s_per_frame']:.3f} s per frame, "
+          f"{report['cpu_s_per_frame']:.3f} s of this process's CPU time)")
     print(f"model fps (model call only, upstream's figure): {report['model_fps']:.3f} img / s")
     print(f"parameters: {params / 1e6:.2f} M; {memory}")
     if args.out:

@@ -63,8 +63,14 @@ def marker_environment(python: str, machine: str) -> Dict[str, str]:
             "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 
 
-def resolve(pair: Pair, requirements: str, index_url: str) -> Tuple[bool, str]:
-    """Dry-run pip for one pair. Returns (resolved, 'N packages: key versions' or pip's last error line)."""
+class Result(NamedTuple):
+    ok: bool
+    detail: str                # 'N packages: key versions', or pip's last error line(s)
+    installs: Dict[str, str]   # normalised name -> version pip chose (empty when not resolved)
+
+
+def resolve(pair: Pair, requirements: str, index_url: str) -> Result:
+    """Dry-run pip for one pair."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in KEPT_PIP_ENV}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1")
     with tempfile.TemporaryDirectory() as scratch:
@@ -79,12 +85,12 @@ def resolve(pair: Pair, requirements: str, index_url: str) -> Tuple[bool, str]:
         if proc.returncode != 0 or not os.path.exists(report):
             errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or \
                 proc.stderr.strip().splitlines() or ["pip exited %d" % proc.returncode]
-            return False, errors[-1] if len(errors) == 1 else " | ".join(errors[-2:])
+            return Result(False, errors[-1] if len(errors) == 1 else " | ".join(errors[-2:]), {})
         with open(report) as f:
             installs = {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
                         for i in json.load(f)["install"]}
     shown = ", ".join("%s %s" % (name, installs[name]) for name in SHOWN if name in installs)
-    return True, "%d packages: %s" % (len(installs), shown)
+    return Result(True, "%d packages: %s" % (len(installs), shown), installs)
 
 
 def pairs(lock: str) -> List[Pair]:
@@ -109,9 +115,9 @@ def main(argv=None) -> int:
         os.path.relpath(args.requirements, ROOT), len(todo), args.index_url), flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda p: resolve(p, args.requirements, args.index_url), todo))
-    for pair, (ok, detail) in zip(todo, results):
-        print("%-48s %s  %s" % (pair.label, "ok    " if ok else "FAILED", detail))
-    failed = sum(not ok for ok, _ in results)
+    for pair, result in zip(todo, results):
+        print("%-48s %s  %s" % (pair.label, "ok    " if result.ok else "FAILED", result.detail))
+    failed = sum(not result.ok for result in results)
     print("%d of %d pairs resolve" % (len(todo) - failed, len(todo)))
     return 1 if failed else 0
 

@@ -198,7 +198,7 @@ for precision in fp32 fp16; do
     if check "bench_$precision" "$PY" tools/benchmark.py "$OUT/configs/synthetic_full_stage2.py" $STAGE2_CKPT \
         --samples "$FRAMES" --warmup "$WARMUP" $flag --out "$OUT/bench_$precision.json"; then
         "$PY" -c "import json; r = json.load(open('$OUT/bench_$precision.json')); print('    ' + ', '.join(
-            f'{k} {r[k]}' for k in ('precision', 'frames', 'fps', 'model_fps', 's_per_frame', 'params')
+            f'{k} {r[k]}' for k in ('precision', 'frames', 'fps', 'model_fps', 's_per_frame', 'cpu_s_per_frame', 'params')
             + tuple(k for k in r if k.startswith('peak_'))))" >>"$SUMMARY"
     fi
 done

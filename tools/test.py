@@ -74,7 +74,8 @@ def check_eval_args(args: argparse.Namespace, dataset, work_dir: str) -> dict:
             die(f"--eval: {exc}")
     options = parse_options(args.eval_options or [], "--eval-options")
     takers = ([dataset.evaluate] if args.eval else []) + ([dataset.format_results] if args.format_only else [])
-    known = {name for function in takers for name in inspect.signature(function).parameters} - {"results", "metric"}
+    known = {name for function in takers for name in inspect.signature(function).parameters}
+    known -= {"results", "metric", "logger"}  # given by this tool
     unknown = sorted(set(options) - known)
     if unknown:
         die(f"--eval-options {', '.join(unknown)}: not an option of this evaluation; use {', '.join(sorted(known))}.")

@@ -76,7 +76,7 @@ def test_resume_auto_skips_a_torn_newest_checkpoint(tmp_path):
 def test_resume_auto_stops_when_no_checkpoint_is_loadable(tmp_path):
     (tmp_path / "iter_3.pth").write_bytes(b"garbage")
     os.symlink("iter_5.pth", tmp_path / "latest.pth")
-    with pytest.raises(checkpoint.CheckpointError, match=r"no other loadable iter_\*\.pth.*unreadable: iter_3\.pth"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"iter_5\.pth, which is missing, and .* holds no loadable iter_\*\.pth \(unreadable: iter_3\.pth\)"):
         checkpoint.resume_checkpoint(str(tmp_path))
 
 
@@ -196,3 +196,43 @@ def test_stale_temporaries_of_our_naming_are_removed(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert sorted(checkpoint.remove_stale_temporaries(str(tmp_path))) == sorted(ours)
     assert sorted(os.listdir(tmp_path)) == sorted(others), "files not of our naming must stay"
+
+
+KILLED_SAVE = """
+import sys, time
+sys.path.insert(0, {root!r})
+from projects.mmdet3d_plugin.apis import checkpoint
+
+def stuck_save(obj, f):
+    f.write(b"PK" * 4096)
+    f.flush()
+    time.sleep(600)  # killed here, mid-write
+
+checkpoint.torch.save = stuck_save
+checkpoint.atomic_torch_save({{"v": 2}}, {path!r})
+"""
+
+
+@pytest.mark.slow
+def test_kill_during_save_keeps_the_old_file_and_the_next_run_removes_the_leftover(tmp_path):
+    import signal
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = tmp_path / "iter_2.pth"
+    checkpoint.atomic_torch_save({"v": 1}, str(path))
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE.format(root=root, path=str(path))])
+    try:
+        deadline = time.time() + 120
+        while not any(n.startswith(".tmp_") and os.path.getsize(tmp_path / n) > 0 for n in os.listdir(tmp_path)):
+            assert time.time() < deadline and child.poll() is None, "the child never started writing"
+            time.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".tmp_")]
+    assert len(leftovers) == 1, f"a killed save leaves its temporary file: {os.listdir(tmp_path)}"
+    assert torch.load(path)["v"] == 1, "the previous checkpoint must be untouched"
+    assert checkpoint.remove_stale_temporaries(str(tmp_path)) == leftovers
+    assert os.listdir(tmp_path) == ["iter_2.pth"], "the next run's clean-up removes the leftover"

@@ -36,21 +36,20 @@ def test_markers_follow_the_target_python_and_machine(tmp_path):
     url = _index(tmp_path)
     req = tmp_path / "requirements.txt"
     req.write_text('oldpkg==1.0; python_version < "3.9"\noldpkg==2.0; python_version >= "3.9"\nframe\n')
-    ok, detail = resolve(Pair("3.8", "aarch64", ()), str(req), url)
-    assert ok and detail.startswith("2 packages"), f"3.8 aarch64 wants oldpkg 1.0 and frame only: {detail}"
-    ok, detail = resolve(Pair("3.12", "x86_64", ()), str(req), url)
-    assert ok and detail.startswith("3 packages"), f"3.12 x86_64 adds frame's x86_64-only gpulib: {detail}"
+    result = resolve(Pair("3.8", "aarch64", ()), str(req), url)
+    assert result.installs == {"oldpkg": "1.0", "frame": "1.0"}, f"3.8 aarch64: {result.detail}"
+    result = resolve(Pair("3.12", "x86_64", ()), str(req), url)
+    assert result.installs == {"oldpkg": "2.0", "frame": "1.0", "gpulib": "1.0"}, f"3.12 x86_64: {result.detail}"
 
 
 def test_a_pair_without_a_matching_wheel_fails_with_pips_error(tmp_path):
     url = _index(tmp_path)
     req = tmp_path / "requirements.txt"
     req.write_text("armonly\n")
-    assert resolve(Pair("3.8", "aarch64", ()), str(req), url)[0], "the cp38 aarch64 wheel fits 3.8 aarch64"
-    ok, detail = resolve(Pair("3.8", "x86_64", ()), str(req), url)
-    assert not ok and "armonly" in detail and detail.startswith("ERROR"), detail
-    ok, detail = resolve(Pair("3.9", "aarch64", ()), str(req), url)
-    assert not ok, "a cp38 wheel must not satisfy Python 3.9"
+    assert resolve(Pair("3.8", "aarch64", ()), str(req), url).ok, "the cp38 aarch64 wheel fits 3.8 aarch64"
+    result = resolve(Pair("3.8", "x86_64", ()), str(req), url)
+    assert not result.ok and "armonly" in result.detail and result.detail.startswith("ERROR"), result.detail
+    assert not resolve(Pair("3.9", "aarch64", ()), str(req), url).ok, "a cp38 wheel must not satisfy Python 3.9"
 
 
 def test_pairs_cover_ten_targets_and_the_lock(tmp_path):

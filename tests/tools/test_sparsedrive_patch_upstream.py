@@ -10,6 +10,7 @@ without it every test here is skipped with that reason. For example:
 The patched tree and this repository both are ``projects.mmdet3d_plugin``, so each model runs in its own
 subprocess (tests/tools/patch_model_runner.py) and only tensors come back. No flash-attn, no CUDA extension.
 """
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -47,7 +48,9 @@ def run_in(tree: str, args: List[str], cwd: str, env: Optional[Dict[str, str]] =
     """Run ``args`` with ``tree`` (only) on PYTHONPATH; a failure shows the end of the output."""
     full_env = dict(os.environ if env is None else env, PYTHONPATH=tree, OMP_NUM_THREADS="1", SPARSEDRIVE_DEVICE="cpu")
     proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    assert proc.returncode == 0, f"{' '.join(args)} in {tree} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(args)} in {tree} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -58,6 +61,8 @@ def upstream() -> str:
     assert head == UPSTREAM_COMMIT, f"{ENV_VAR}={path} is at {head}; check out {UPSTREAM_COMMIT}."
     dirty = git("status", "--porcelain", "--untracked-files=no", cwd=path)
     assert not dirty, f"{ENV_VAR}={path} has local changes:\n{dirty}"
+    # upstream's datasets import it at module level (its requirement.txt lists it); this repository does not
+    assert importlib.util.find_spec("prettytable"), "upstream imports prettytable: pip install prettytable"
     return path
 
 
@@ -93,8 +98,8 @@ def test_upstream_full_configs_build_with_our_checkpoint_keys(stage, patched, tm
     for name, shape in shapes.items():
         np.save(kmeans / f"kmeans_{name}.npy", np.random.default_rng(0).normal(size=shape).astype(np.float32))
     config = f"projects/configs/sparsedrive_small_stage{stage}.py"
-    run_in(patched, [sys.executable, RUNNER, "keys", os.path.join(patched, config), str(tmp_path / "up.pt")], str(tmp_path))
-    run_in(ROOT, [sys.executable, RUNNER, "keys", os.path.join(ROOT, config), str(tmp_path / "ours.pt")], str(tmp_path))
+    for tree, out in ((patched, "up.pt"), (ROOT, "ours.pt")):
+        run_in(tree, [sys.executable, RUNNER, "keys", os.path.join(tree, config), str(tmp_path / out)], str(tmp_path))
     theirs, ours = torch.load(tmp_path / "up.pt"), torch.load(tmp_path / "ours.pt")
     assert set(theirs) == set(ours), f"key sets differ: {sorted(set(theirs) ^ set(ours))[:10]}"
     wrong = [k for k in ours if ours[k] != theirs[k]]

@@ -159,7 +159,7 @@ def resume_checkpoint(work_dir: str) -> Tuple[Optional[str], Optional[str]]:
         return None, None
     listed = f" (unreadable: {', '.join(unreadable)})" if unreadable else ""
     raise CheckpointError(
-        f"--resume-from auto: {why} and no other loadable iter_*.pth is in {work_dir}{listed}; pass "
+        f"--resume-from auto: {why}, and {work_dir} holds no loadable iter_*.pth{listed}; pass "
         "--resume-from FILE, or remove them (or use another --work-dir) to start afresh."
     )
 
