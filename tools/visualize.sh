@@ -1,3 +1,3 @@
 #!/usr/bin/env bash
-# Render a tools/test.py results file: bash tools/visualize.sh CONFIG [visualize.py options], e.g. --scene 0
-cd "$(dirname "$0")/.." && PYTHONPATH="$PWD:${PYTHONPATH:-}" exec "${PYTHON:-python3}" tools/visualization/visualize.py "$@"
+# Render a tools/test.py results file: bash tools/visualize.sh CONFIG [options of tools/visualization/visualize.py]
+ROOT="$(cd "$(dirname "$0")/.." && pwd)" && . "$ROOT/tools/python_env.sh" && PYTHONPATH="$ROOT:${PYTHONPATH:-}" exec "$PYTHON" "$ROOT/tools/visualization/visualize.py" "$@"

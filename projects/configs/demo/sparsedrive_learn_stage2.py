@@ -8,7 +8,7 @@ _base_ = ["./sparsedrive_learn_stage1.py"]
 learn_root = os.environ.get("SPARSEDRIVE_LEARN_ROOT", "work_dirs/learn_check/data")  # base names are not visible
 anchor_dir = learn_root + "/anchors/"
 
-num_epochs = 16
+num_epochs = 10  # passes over the clip's 8 frames
 num_iters_per_epoch = 1
 runner = dict(max_iters=num_iters_per_epoch * num_epochs)
 checkpoint_config = dict(interval=num_iters_per_epoch * num_epochs, max_keep_ckpts=1)

@@ -70,9 +70,9 @@ def collect_results(part: List[dict], size: int, tmpdir: Optional[str] = None) -
 def gather_parts(part: list) -> Optional[List[list]]:
     """Every rank's ``part`` on rank 0, in rank order (None on the other ranks), through the process group.
 
-    A part travels pickled in an int8 tensor on this rank's device (nccl and hccl move device tensors only;
-    hccl has no ``gather``): the sizes are all-gathered, then each rank broadcasts its part in turn, so no
-    device holds more than the largest part at a time.
+    A part travels pickled in an int8 tensor on this rank's device (nccl and hccl move device tensors only),
+    with the collectives every backend has (older torch_npu lacks ``gather`` on hccl): the sizes are
+    all-gathered, then each rank broadcasts its part in turn, so no device holds more than the largest part.
     """
     rank, world_size = get_dist_info()
     dev = device.get_device()
