@@ -4,8 +4,9 @@
 
 Pairs: Python 3.8-3.11 with torch==2.1.0 (the Ascend stack: torch_npu 2.1) and 3.12 with a torch 2.2-2.5
 (none of 2.1 exists for it), each on manylinux2014 aarch64 (Kunpeng) and x86_64; plus the lock file on the
-stack `make setup` installs. Binary wheels only (`--only-binary=:all:`): every package, pure-Python ones
-included, resolves to a wheel, so no user needs a compiler for anything but mmcv-full.
+stack `make setup` installs (Python 3.11, manylinux_2_28 x86_64). Binary wheels only (`--only-binary=:all:`):
+every package, pure-Python ones included, resolves to a wheel, so no user needs a compiler for anything but
+mmcv-full.
 
 pip evaluates environment markers (`; python_version < "3.9"`, torch's `platform_machine == "x86_64"`
 CUDA wheels) for the interpreter that runs it, not for `--python-version` / `--platform`; each run
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, NamedTuple, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLATFORMS = {"aarch64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+MACHINES = ("aarch64", "x86_64")
 TORCH_FOR_PYTHON = {"3.8": "torch==2.1.0", "3.9": "torch==2.1.0", "3.10": "torch==2.1.0",
                     "3.11": "torch==2.1.0", "3.12": "torch>=2.2,<2.6"}
 SHOWN = ("torch", "numpy", "scipy", "pandas", "shapely", "matplotlib", "nuscenes-devkit", "mmdet")
@@ -50,6 +51,7 @@ class Pair(NamedTuple):
     python: str
     machine: str
     extra: Tuple[str, ...]   # torch pin, or constraints + pins for the lock
+    glibc: int = 17          # glibc 2.N of the target: 17 is manylinux2014 (CentOS 7, EulerOS 2)
 
     @property
     def label(self) -> str:
@@ -69,6 +71,16 @@ class Result(NamedTuple):
     installs: Dict[str, str]   # normalised name -> version pip chose (empty when not resolved)
 
 
+def platform_args(glibc: int, machine: str) -> List[str]:
+    """--platform options for every manylinux tag a glibc 2.`glibc` Linux accepts (pip expands only the
+    legacy manylinux2014/2010 names itself, not manylinux_2_N)."""
+    tags = ["manylinux_2_%d_%s" % (minor, machine) for minor in range(glibc, 4, -1)]
+    legacy = {"manylinux2014": 17} if machine == "aarch64" else {"manylinux2014": 17, "manylinux2010": 12,
+                                                                   "manylinux1": 5}
+    tags += ["%s_%s" % (name, machine) for name, minor in legacy.items() if glibc >= minor]
+    return [arg for tag in tags for arg in ("--platform", tag)]
+
+
 def resolve(pair: Pair, requirements: str, index_url: str) -> Result:
     """Dry-run pip for one pair."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in KEPT_PIP_ENV}
@@ -77,7 +89,7 @@ def resolve(pair: Pair, requirements: str, index_url: str) -> Result:
         report = os.path.join(scratch, "report.json")
         cmd = [sys.executable, "-c", BOOTSTRAP, json.dumps(marker_environment(pair.python, pair.machine)),
                "install", "--dry-run", "--ignore-installed", "--quiet", "--report", report,
-               "--only-binary=:all:", "--python-version", pair.python, "--platform", PLATFORMS[pair.machine],
+               "--only-binary=:all:", "--python-version", pair.python] + platform_args(pair.glibc, pair.machine) + [
                # pip accepts --platform only with --target; a dry run writes nothing there
                "--target", os.path.join(scratch, "target"), "--index-url", index_url,
                "-r", requirements] + list(pair.extra)
@@ -94,11 +106,13 @@ def resolve(pair: Pair, requirements: str, index_url: str) -> Result:
 
 
 def pairs(lock: str) -> List[Pair]:
-    found = [Pair(py, machine, (torch,)) for py, torch in TORCH_FOR_PYTHON.items() for machine in PLATFORMS]
+    found = [Pair(py, machine, (torch,)) for py, torch in TORCH_FOR_PYTHON.items() for machine in MACHINES]
     if os.path.exists(lock):
-        pins = [line.split("#")[0].strip() for line in open(lock)]
+        with open(lock) as f:
+            pins = [line.split("#")[0].strip() for line in f]
         torch_pins = tuple(p for p in pins if p.split("==")[0] in ("torch", "torchvision"))
-        found.append(Pair("3.11", "x86_64", ("-c", os.path.relpath(lock, ROOT)) + torch_pins))
+        # torch >= 2.6 ships x86_64 wheels for glibc 2.28 (manylinux_2_28) only, like the CI machine's
+        found.append(Pair("3.11", "x86_64", ("-c", os.path.relpath(lock, ROOT)) + torch_pins, glibc=28))
     return found
 
 

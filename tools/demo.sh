@@ -16,7 +16,8 @@ CARDS="${DEMO_CARDS:-1}"
 mkdir -p test/output
 OUTPUT_KB_BEFORE=$(du -sk test/output | cut -f1)
 # the run folder is named by test/train_stages.sh; log here until it exists, then move the log into it
-LOG="$(mktemp test/output/.demo_log.XXXXXX)"
+LOG="test/output/.demo_$$.log"
+: > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
 trap 'status=$?; [ "$status" = 0 ] || echo "[demo] failed (exit $status); log: $LOG" >&2' EXIT
 
@@ -62,8 +63,8 @@ fi
 echo "[demo] 4/4 evaluating the stage-2 checkpoint and rendering the validation scenes"
 PYTHONPATH="$PWD:${PYTHONPATH:-}" "$PYTHON" tools/test.py projects/configs/demo/sparsedrive_demo_stage2.py \
     "$STAGE2_CKPT" --eval bbox --work-dir "$RUN_DIR/test" --show-dir "$RUN_DIR/vis"
-FRAME="$(ls "$RUN_DIR"/vis/frames/*/*.png | tail -n 1)"
-VIDEO="$(ls "$RUN_DIR"/vis/*.mp4 "$RUN_DIR"/vis/*.gif 2>/dev/null | head -n 1)"
+FRAME="$(find "$RUN_DIR/vis/frames" -name '*.png' | sort | tail -n 1)"
+VIDEO="$(find "$RUN_DIR/vis" -maxdepth 1 \( -name '*.mp4' -o -name '*.gif' \) | sort | head -n 1)"
 ADDED_KB=$(( $(du -sk test/output | cut -f1) - OUTPUT_KB_BEFORE ))
 echo "[demo] done: logs, checkpoints, metrics and renders under $RUN_DIR (log: $LOG)"
 echo "[demo] scene video: $VIDEO"

@@ -20,6 +20,45 @@ class _Config:
     allow_internal_format = True
 
 
+class _StaticGradScaler:
+    """torch < 2.3 has no CPU GradScaler (real torch_npu 2.1 brings its own): torch's arithmetic for the
+    static scale the optimiser hook uses (it calls ``update(loss_scale)`` every step)."""
+
+    def __init__(self, init_scale: float = 65536.0) -> None:
+        self._scale = float(init_scale)
+        self._found_inf = False
+
+    def scale(self, loss: Tensor) -> Tensor:
+        return loss * self._scale
+
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        inv_scale = torch.tensor(1.0 / self._scale, dtype=torch.float32)
+        for grad in grads:
+            grad.mul_(inv_scale.to(grad.dtype))
+        self._found_inf = any(not bool(torch.isfinite(grad).all()) for grad in grads)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self._found_inf:  # an overflowing step is skipped, as torch's scaler does
+            optimizer.step()
+
+    def update(self, new_scale: Optional[float] = None) -> None:
+        if new_scale is not None:
+            self._scale = float(new_scale)
+
+    def state_dict(self) -> dict:
+        return {"scale": self._scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._scale = float(state["scale"])
+
+
+def _grad_scaler(**kwargs) -> object:
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3: the real scaler works on CPU tensors
+        return torch.amp.GradScaler("cpu", **kwargs)
+    return _StaticGradScaler(**kwargs)
+
+
 class _NpuNamespace(types.SimpleNamespace):
     """Stands in for ``torch.npu``: one device, nothing to wait for, no memory statistics."""
 
@@ -34,8 +73,7 @@ npu = _NpuNamespace(
     manual_seed=torch.manual_seed,
     manual_seed_all=torch.manual_seed,
     config=_Config(),
-    # loss scaling works the same on CPU tensors (torch >= 2.3 has a CPU GradScaler)
-    amp=types.SimpleNamespace(GradScaler=lambda **kwargs: torch.amp.GradScaler("cpu", **kwargs)),
+    amp=types.SimpleNamespace(GradScaler=_grad_scaler),
 )
 
 

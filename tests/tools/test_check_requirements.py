@@ -3,7 +3,7 @@ judged for the target (Python, platform), not for the interpreter running the ch
 import os
 import zipfile
 
-from tools.check_requirements import Pair, pairs, resolve
+from tools.check_requirements import Pair, pairs, platform_args, resolve
 
 
 def _wheel(index, name, version, tag="py3-none-any", requires=()):
@@ -60,4 +60,13 @@ def test_pairs_cover_ten_targets_and_the_lock(tmp_path):
         (py, m) for py in ("3.8", "3.9", "3.10", "3.11", "3.12") for m in ("aarch64", "x86_64")}
     assert all(p.extra == ("torch==2.1.0",) for p in found[:8]), "3.8-3.11 resolve with the Ascend torch 2.1"
     assert found[10].extra[-2:] == ("torch==2.14.1", "torchvision==0.29.1"), found[10]
+    assert found[10].glibc == 28, "torch >= 2.6 has x86_64 wheels for glibc 2.28 only"
+
+
+def test_platform_tags_cover_every_older_manylinux():
+    tags = platform_args(17, "aarch64")[1::2]
+    assert tags[0] == "manylinux_2_17_aarch64" and tags[-2:] == ["manylinux_2_5_aarch64", "manylinux2014_aarch64"]
+    assert len(tags) == 14, tags
+    tags = platform_args(28, "x86_64")[1::2]
+    assert {"manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64"} <= set(tags)
     assert len(pairs(str(tmp_path / "absent.txt"))) == 10, "no lock, no lock line"
