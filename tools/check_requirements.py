@@ -89,10 +89,10 @@ def resolve(pair: Pair, requirements: str, index_url: str) -> Result:
         report = os.path.join(scratch, "report.json")
         cmd = [sys.executable, "-c", BOOTSTRAP, json.dumps(marker_environment(pair.python, pair.machine)),
                "install", "--dry-run", "--ignore-installed", "--quiet", "--report", report,
-               "--only-binary=:all:", "--python-version", pair.python] + platform_args(pair.glibc, pair.machine) + [
+               "--only-binary=:all:", "--python-version", pair.python, "--index-url", index_url,
                # pip accepts --platform only with --target; a dry run writes nothing there
-               "--target", os.path.join(scratch, "target"), "--index-url", index_url,
-               "-r", requirements] + list(pair.extra)
+               "--target", os.path.join(scratch, "target")]
+        cmd += platform_args(pair.glibc, pair.machine) + ["-r", requirements] + list(pair.extra)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0 or not os.path.exists(report):
             errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")] or \

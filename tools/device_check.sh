@@ -20,7 +20,8 @@
 #
 # Knobs (environment): DEVICE_CHECK_TRAIN_STEPS (20), DEVICE_CHECK_FRAMES (32, warm-up included),
 # DEVICE_CHECK_WARMUP (5), DEVICE_CHECK_BATCH (samples per step: 8 on an accelerator, 1 on CPU),
-# DEVICE_CHECK_REPEATS (aggregation benchmark repeats, 5), DEVICE_CHECK_SKIP_SETUP=1, PYTHON (interpreter).
+# DEVICE_CHECK_REPEATS (aggregation benchmark repeats, 5), DEVICE_CHECK_DA_CONFIGS ("det map"; the map
+# reference needs about 7 GiB of host memory), DEVICE_CHECK_SKIP_SETUP=1, PYTHON (interpreter).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -32,6 +33,7 @@ STEPS="${DEVICE_CHECK_TRAIN_STEPS:-20}"
 FRAMES="${DEVICE_CHECK_FRAMES:-32}"
 WARMUP="${DEVICE_CHECK_WARMUP:-5}"
 REPEATS="${DEVICE_CHECK_REPEATS:-5}"
+DA_CONFIGS="${DEVICE_CHECK_DA_CONFIGS:-det map}"
 FAILED=0
 : >"$SUMMARY"
 
@@ -77,7 +79,7 @@ else
 fi
 export PYTHONPATH="$ROOT:${PYTHONPATH:-}"
 
-"$PY" - >>"$SUMMARY" 2>&1 <<'EOF'
+"$PY" - >>"$SUMMARY" 2>"$OUT/logs/environment.log" <<'EOF'
 import platform
 import torch
 from projects.mmdet3d_plugin import device
@@ -99,7 +101,7 @@ print("versions: " + ", ".join(versions))
 EOF
 BACKEND="$("$PY" -c "from projects.mmdet3d_plugin import device; print(device.get_backend())" 2>/dev/null || echo unknown)"
 if [ "$BACKEND" = "unknown" ]; then
-    say "FAIL backend: the device layer did not start (see above)"
+    say "FAIL backend: the device layer did not start (see logs/environment.log)"
     exit 1
 fi
 if [ "$BACKEND" = "cpu" ]; then BATCH="${DEVICE_CHECK_BATCH:-1}"; else BATCH="${DEVICE_CHECK_BATCH:-8}"; fi
@@ -121,8 +123,9 @@ else
 fi
 
 # --- deformable aggregation benchmark ---------------------------------------------------------------------
+# shellcheck disable=SC2086  # DA_CONFIGS is a list of names
 if check da_bench "$PY" tools/benchmarks/benchmark_deformable_aggregation.py --repeats "$REPEATS" \
-    --warmup "$([ "$REPEATS" -gt 1 ] && echo 2 || echo 0)"; then
+    --warmup "$([ "$REPEATS" -gt 1 ] && echo 2 || echo 0)" --configs $DA_CONFIGS; then
     grep -E '^(device|config|det |map )' "$OUT/logs/da_bench.log" | sed 's/^/    /' >>"$SUMMARY"
 fi
 
@@ -161,7 +164,7 @@ write_config 2
 
 # --- training: 20 steps per stage at full size, the config's fp16 where the backend runs it -------------
 train_figures() {  # train_figures WORK_DIR: step time and last losses from the json log
-    "$PY" - "$1" "$BATCH" <<'EOF' >>"$SUMMARY"
+    "$PY" - "$1" "$BATCH" <<'EOF' >>"$SUMMARY" 2>>"$OUT/logs/environment.log"
 import sys
 from tools.analysis_tools.train_report import mean_step_time, read_json_log
 
@@ -171,7 +174,7 @@ last = entries[-1] if entries else {}
 if step is None:
     sys.exit(print("    no step time logged"))
 print(f"    iterations logged up to {last.get('iter')}, step {step:.3f} s at batch {sys.argv[2]} "
-      f"({int(sys.argv[2]) / step:.2f} samples/s), loss {last.get('loss', float('nan')):.3f}, "
+      f"({int(sys.argv[2]) / step:.3g} samples/s), loss {last.get('loss', float('nan')):.3f}, "
       f"grad_norm {last.get('grad_norm', float('nan')):.3f}, memory {last.get('memory', 'n/a')} MB")
 EOF
 }
@@ -197,9 +200,9 @@ for precision in fp32 fp16; do
     flag=""; [ "$precision" = "fp32" ] && flag="--no-fp16"
     if check "bench_$precision" "$PY" tools/benchmark.py "$OUT/configs/synthetic_full_stage2.py" $STAGE2_CKPT \
         --samples "$FRAMES" --warmup "$WARMUP" $flag --out "$OUT/bench_$precision.json"; then
-        "$PY" -c "import json; r = json.load(open('$OUT/bench_$precision.json')); print('    ' + ', '.join(
-            f'{k} {r[k]}' for k in ('precision', 'frames', 'fps', 'model_fps', 's_per_frame', 'cpu_s_per_frame', 'params')
-            + tuple(k for k in r if k.startswith('peak_'))))" >>"$SUMMARY"
+        "$PY" -c "import json; r = json.load(open('$OUT/bench_$precision.json')); keys = ('precision', 'frames',
+            'fps', 'model_fps', 's_per_frame', 'cpu_s_per_frame', 'params'); print('    ' + ', '.join(
+            f'{k} {r[k]}' for k in keys + tuple(k for k in r if k.startswith('peak_'))))" >>"$SUMMARY"
     fi
 done
 

@@ -120,7 +120,7 @@ else
         [ "$SYSTEM" = "0" ] || run_logged "pin setuptools" "$LOG_DIR/setuptools.log" \
             "${PIP[@]}" install "setuptools<70" wheel ninja ${CONSTRAINTS[@]+"${CONSTRAINTS[@]}"}
         step "building mmcv-full $MMCV_VERSION against $KEY$([ "$NPU" = "0" ] || echo ' with FORCE_NPU=1'):" \
-            "about 12 minutes on 2 cores (log: $LOG_DIR/mmcv_build.log)"
+            "about 12 minutes on 2 cores (log: $LOG_DIR/mmcv_build-$KEY.log)"
         BUILD="$(mktemp -d)"
         run_logged "download mmcv-full sdist" "$LOG_DIR/mmcv_download.log" \
             "${PIP[@]}" download --no-deps --no-binary :all: "mmcv-full==$MMCV_VERSION" -d "$BUILD"
@@ -132,7 +132,7 @@ else
         sed -i "s/-std=c++17/-std=$CXX_STD/g" "$SRC/setup.py"
         mkdir -p "$WHEEL_DIR"
         FORCE_NPU="$NPU" MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" run_logged "build mmcv-full" \
-            "$LOG_DIR/mmcv_build.log" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR.tmp" "$SRC"
+            "$LOG_DIR/mmcv_build-$KEY.log" "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$WHEEL_DIR.tmp" "$SRC"
         mv "$WHEEL_DIR.tmp"/mmcv_full-*.whl "$WHEEL_DIR"/ && rm -rf "$WHEEL_DIR.tmp" "$BUILD"
     else
         step "reusing cached mmcv-full wheel $WHEEL_DIR"

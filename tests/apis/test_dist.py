@@ -16,7 +16,7 @@ import torch
 from projects.mmdet3d_plugin.apis.dist import DEFAULT_TIMEOUT_S, dist_timeout_s, init_distributed, slurm_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RANK_TIMEOUT_S = 120
+RANK_TIMEOUT_S = 300  # generous: CI machines may be shared
 SLURM = dict(SLURM_PROCID="5", SLURM_NTASKS="16", SLURM_LOCALID="1", SLURM_NODELIST="sd-node[07-08]")
 
 

@@ -70,6 +70,7 @@ npu = _NpuNamespace(
     set_device=lambda device: None,
     synchronize=lambda device=None: None,
     max_memory_allocated=lambda device=None: 0,
+    get_device_name=lambda device=None: "fake Ascend NPU",  # tools/device_check.sh names the device
     manual_seed=torch.manual_seed,
     manual_seed_all=torch.manual_seed,
     config=_Config(),

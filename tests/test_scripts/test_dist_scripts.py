@@ -96,7 +96,7 @@ def test_missing_or_bad_values_end_in_usage_and_one_error_line(fakes, script, ar
     rc, argv, err = launch(script, args, fakes, **node_vars)
     lines = err.splitlines()
     assert rc == 2 and argv == [], f"{script} {args} {node_vars} must stop before launching (rc {rc})"
-    assert len(lines) == 2 and lines[0].startswith(f"usage: ") and f"tools/{script}" in lines[0], err
+    assert len(lines) == 2 and lines[0].startswith("usage: ") and f"tools/{script}" in lines[0], err
     assert lines[1].startswith("error: ") and message in lines[1], err
 
 
