@@ -16,13 +16,16 @@ from projects.mmdet3d_plugin.ops.deformable_aggregation import reference
 
 from .da_cases import leaf_inputs, make_case
 
-pytest.importorskip("triton", reason="triton is not installed")
+TRITON_MAJOR = int(pytest.importorskip("triton", reason="triton is not installed").__version__.split(".")[0])
 
 TOLERANCE = {"forward": 1e-5, "grad_feats": 1e-4, "grad_loc": 1e-4, "grad_weights": 1e-4}
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(TRITON_MAJOR < 3,
+                    reason="triton < 3 (torch 2.1 ships 2.1) cannot interpret kernels on CPU tensors; Triton is the "
+                           "CUDA path only, never used on NPU")
 def test_interpreted_triton_matches_reference_with_borders_and_outside_points():
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "triton_interpreted_check.py")
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")

@@ -28,7 +28,7 @@ import resource
 import statistics
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, Iterator, List
 
 import numpy as np
@@ -246,7 +246,9 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         )
         return to_device(data, device)
 
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=args.fp16 and device.type != "cpu")
+    # no autocast object at all on CPU: torch 2.1 refuses even a disabled fp16 CPU autocast on entry
+    use_fp16 = args.fp16 and device.type != "cpu"
+    autocast = torch.autocast(device.type, dtype=torch.float16) if use_fp16 else nullcontext()
     report: Dict[str, object] = {
         "config": os.path.relpath(args.config, ROOT),
         "device": str(device),
