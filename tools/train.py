@@ -6,7 +6,6 @@ layer decides. Iterations per epoch come from the real dataset length and
 world size (upstream hard-codes a table), unless ``--cfg-options runner.max_iters=...`` sets them.
 """
 import argparse
-import copy
 import logging
 import os
 import os.path as osp

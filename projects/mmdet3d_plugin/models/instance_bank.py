@@ -43,20 +43,25 @@ def topk(confidence: Tensor, k: int, *inputs: Tensor) -> Tuple[Tensor, List[Tens
     return confidence, outputs
 
 
+def read_anchor_file(path: str, owner: str) -> np.ndarray:
+    """Load a k-means anchor ``.npy``; a missing or unreadable file raises ``OSError`` naming it and ``owner``."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{owner}: {path} is missing (looked at {os.path.abspath(path)}); run the k-means tools "
+            "(sh test/preprocess.sh) first, from the repository root."
+        )
+    try:
+        return np.load(path)
+    except (ValueError, EOFError, OSError) as exc:
+        raise OSError(
+            f"{owner}: {path} cannot be read ({type(exc).__name__}: {exc}; truncated?); "
+            "re-run the k-means tools (sh test/preprocess.sh)."
+        ) from exc
+
+
 def _load_anchor(anchor: Union[str, Sequence, np.ndarray]) -> np.ndarray:
     if isinstance(anchor, str):
-        if not os.path.exists(anchor):
-            raise FileNotFoundError(
-                f"InstanceBank.anchor: {anchor} is missing (looked at {os.path.abspath(anchor)}); run the k-means "
-                "tools (sh test/preprocess.sh) first, from the repository root."
-            )
-        try:
-            anchor = np.load(anchor)
-        except (ValueError, EOFError, OSError) as exc:
-            raise OSError(
-                f"InstanceBank.anchor: {anchor} cannot be read ({type(exc).__name__}: {exc}; truncated?); "
-                "re-run the k-means tools (sh test/preprocess.sh)."
-            ) from exc
+        anchor = read_anchor_file(anchor, "InstanceBank.anchor")
     anchor = np.asarray(anchor, dtype=np.float32)
     if anchor.ndim == 3:  # map polylines [A, P, 2] -> [A, P*2]
         anchor = anchor.reshape(anchor.shape[0], -1)

@@ -1,6 +1,5 @@
 """Evaluation helpers against the libraries: pyquaternion for rotations, terminaltables for the tables."""
 import numpy as np
-import pytest
 from pyquaternion import Quaternion
 
 from projects.mmdet3d_plugin.datasets.evaluation.common import format_table, quaternion_multiply, quaternion_to_matrix

@@ -1,5 +1,4 @@
 """Stage-2 head: agents, map elements and the ego vehicle interact, then decode multi-mode futures."""
-import os
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -16,7 +15,7 @@ from projects.mmdet3d_plugin.core.box3d import COS_YAW, SIN_YAW
 
 from ..attention import gen_sineembed_for_position
 from ..blocks import build_optional, decouple_projections, init_op_layers, linear_relu_ln
-from ..instance_bank import topk
+from ..instance_bank import read_anchor_file, topk
 from .motion_blocks import NUM_COMMANDS
 
 __all__ = ["MotionPlanningHead"]
@@ -27,18 +26,7 @@ AnchorSource = Union[str, Sequence, np.ndarray]
 def _load_mode_anchor(anchor: AnchorSource, name: str, expected_tail: Tuple[int, ...]) -> Tensor:
     """Read a k-means anchor array from a .npy path or take it as given; check its trailing shape."""
     if isinstance(anchor, str):
-        if not os.path.exists(anchor):
-            raise FileNotFoundError(
-                f"model.head.motion_plan_head.{name}: {anchor} is missing (looked at {os.path.abspath(anchor)}); "
-                "run `sh test/preprocess.sh` first, from the repository root."
-            )
-        try:
-            anchor = np.load(anchor)
-        except (ValueError, EOFError, OSError) as exc:
-            raise OSError(
-                f"model.head.motion_plan_head.{name}: {anchor} cannot be read ({type(exc).__name__}: {exc}; "
-                "truncated?); re-run `sh test/preprocess.sh`."
-            ) from exc
+        anchor = read_anchor_file(anchor, f"model.head.motion_plan_head.{name}")
     anchor = torch.tensor(np.asarray(anchor), dtype=torch.float32)
     if anchor.dim() != len(expected_tail) + 1 or tuple(anchor.shape[1:]) != expected_tail:
         raise ValueError(
