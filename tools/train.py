@@ -88,6 +88,7 @@ def main(argv=None) -> None:
 
     from projects.mmdet3d_plugin.apis.dist import init_distributed
     from projects.mmdet3d_plugin.apis.checkpoint import remove_stale_temporaries, resume_checkpoint
+    from projects.mmdet3d_plugin.apis.optimizer import NonFiniteLossError
     from projects.mmdet3d_plugin.apis.train import train_detector
     from projects.mmdet3d_plugin.datasets.builder import build_dataset
 
@@ -143,10 +144,14 @@ def main(argv=None) -> None:
     model.init_weights()
     model.CLASSES = dataset.CLASSES
     logger.info("model built: %.1f M parameters", sum(p.numel() for p in model.parameters()) / 1e6)
-    train_detector(
-        model, dataset, cfg, distributed=distributed, validate=not args.no_validate, timestamp=timestamp,
-        meta=meta, stop_at_iter=args.stop_at_iter, logger=logger,
-    )
+    try:
+        train_detector(
+            model, dataset, cfg, distributed=distributed, validate=not args.no_validate, timestamp=timestamp,
+            meta=meta, stop_at_iter=args.stop_at_iter, logger=logger,
+        )
+    except NonFiniteLossError as exc:
+        logger.error(str(exc))
+        die(str(exc), code=1)
 
 
 if __name__ == "__main__":

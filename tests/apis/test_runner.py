@@ -2,10 +2,13 @@
 import logging
 import os
 
+import pytest
 import torch
 from mmcv.runner import IterBasedRunner
 
-from projects.mmdet3d_plugin.apis.optimizer import SparseDriveOptimizerHook, build_optimizer
+from projects.mmdet3d_plugin.apis.optimizer import (
+    NonFiniteLossError, SparseDriveOptimizerHook, build_optimizer, check_finite_loss,
+)
 from projects.mmdet3d_plugin.apis.runner import SparseDriveIterRunner
 
 
@@ -93,3 +96,45 @@ def test_checkpoint_holds_resume_state(tmp_path):
     assert ckpt["meta"]["iter"] == 3
     assert "" in ckpt["resume_state"]["temporal"], "the root module's temporal cache is saved"
     assert issubclass(SparseDriveIterRunner, IterBasedRunner)
+
+
+class NanAfter(ToyModel):
+    """The toy model whose loss turns nan from the ``bad_from``-th training step on."""
+
+    def __init__(self, bad_from: int) -> None:
+        super().__init__()
+        self.bad_from, self.steps = bad_from, 0
+        self.weights_before_step = {}
+
+    def train_step(self, data, optimizer):
+        self.weights_before_step = {k: v.clone() for k, v in self.state_dict().items()}
+        out = super().train_step(data, optimizer)
+        self.steps += 1
+        if self.steps >= self.bad_from:
+            out["loss"] = out["loss"] * float("nan")
+            out["log_vars"] = {"loss": float("nan"), "head_loss": float("nan"), "aux_loss": 0.5}
+        return out
+
+
+def test_a_nan_loss_stops_training_before_the_step_and_names_the_terms(tmp_path):
+    torch.manual_seed(0)
+    model = NanAfter(bad_from=3)
+    optimizer = build_optimizer(model, dict(type="AdamW", lr=1e-2, weight_decay=0.01))
+    runner = SparseDriveIterRunner(model=model, optimizer=optimizer, work_dir=str(tmp_path),
+                                   logger=logging.getLogger("test_runner"), max_iters=6, meta={})
+    runner.register_training_hooks(lr_config=dict(policy="Fixed"),
+                                   optimizer_config=SparseDriveOptimizerHook(grad_clip=dict(max_norm=25, norm_type=2)))
+    with pytest.raises(NonFiniteLossError, match=r"iteration 3: the training loss is nan \(non-finite terms: "
+                                                 r"head_loss\)"):
+        runner.run([_loader()], [("train", 1)])
+    assert runner.iter == 2, "the two finite steps ran, the third did not complete"
+    for key, value in model.state_dict().items():
+        assert torch.isfinite(value).all(), f"{key} was stepped with a nan loss"
+        assert torch.equal(value, model.weights_before_step[key]), f"{key} changed after the nan loss"
+
+
+def test_finite_losses_pass_the_check():
+    check_finite_loss({"loss": 1.5, "det_loss": 1.0, "map_loss": 0.5}, iteration=1)
+    check_finite_loss({}, iteration=1)
+    with pytest.raises(NonFiniteLossError, match="loss is inf"):
+        check_finite_loss({"loss": float("inf"), "det_loss": float("inf")}, iteration=7)

@@ -292,12 +292,14 @@ def _prepare_out(out: str) -> None:
 
 
 def generate(out: str, scenes: int = 10, samples: int = 16, agents: int = 16, sweeps: int = 1, seed: int = 0,
-             jpeg_quality: int = 90) -> None:
+             jpeg_quality: int = 90, reach: float = sw.REACH) -> None:
     """Write the synthetic dataset into `out` (see the module docstring). Deterministic for a given seed."""
     if not 1 <= scenes <= len(MINI_SCENES):
         raise ValueError("scenes: %d given, must be 1..%d (the mini scene names)" % (scenes, len(MINI_SCENES)))
     if samples < 2:
         raise ValueError("samples: %d given, need at least 2 key frames per scene" % samples)
+    if reach <= 0:
+        raise ValueError("reach: %g given, must be a positive distance in metres" % reach)
     sizes = Sizes(samples=samples, agents=agents, sweeps=sweeps, jpeg_quality=jpeg_quality)
     _prepare_out(out)
     tok = TokenMaker(seed)
@@ -315,7 +317,7 @@ def generate(out: str, scenes: int = 10, samples: int = 16, agents: int = 16, sw
     for i in range(scenes):
         rng = np.random.default_rng([seed, i])
         location = LOCATIONS[i % len(LOCATIONS)]
-        world = sw.build_scene(i, len(worlds[location]), agents, samples, rng)
+        world = sw.build_scene(i, len(worlds[location]), agents, samples, rng, reach=reach)
         worlds[location].append(world)
         writer.write(i, world, rng)
         logger.info("scene %d/%d (%s, %s, ego %s, %d agents)", i + 1, scenes, MINI_SCENES[i], location,
@@ -340,6 +342,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--scenes", type=int, default=10, help="number of scenes (1..10, mini scene names)")
     parser.add_argument("--samples", type=int, default=16, help="key frames per scene (2 Hz)")
     parser.add_argument("--agents", type=int, default=16, help="annotated agents per scene")
+    parser.add_argument("--reach", type=float, default=sw.REACH,
+                        help="agents start at most this many metres beyond the intersection box")
     parser.add_argument("--sweeps", type=int, default=1, help="lidar sweeps between consecutive key frames")
     parser.add_argument("--seed", type=int, default=0, help="random seed (output is deterministic)")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality of the camera images")
@@ -352,7 +356,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     start = time.time()
     try:
         generate(args.out, scenes=args.scenes, samples=args.samples, agents=args.agents, sweeps=args.sweeps,
-                 seed=args.seed, jpeg_quality=args.jpeg_quality)
+                 seed=args.seed, jpeg_quality=args.jpeg_quality, reach=args.reach)
     except ValueError as e:
         raise SystemExit("synthetic_nuscenes: %s" % e)
     logger.info("wrote %s (%s) in %.1f s", args.out, VERSION, time.time() - start)

@@ -52,6 +52,7 @@ AGENT_CYCLE = ("vehicle.car", "human.pedestrian.adult", "vehicle.truck", "movabl
                "movable_object.pushable_pullable", "vehicle.car", "human.pedestrian.adult",
                "movable_object.trafficcone")
 MANEUVERS = ("left", "straight", "right")
+REACH = 70.0  # agents start at most this many metres beyond the intersection box (the default world)
 
 
 class Path:
@@ -239,13 +240,13 @@ class SceneWorld:
         return out
 
 
-def _pedestrian_path(arm: int, side: int, rng: np.random.Generator) -> np.ndarray:
+def _pedestrian_path(arm: int, side: int, rng: np.random.Generator, reach: float) -> np.ndarray:
     """Local polyline along one sidewalk, across the arm's crosswalk, and back along the other sidewalk."""
     a = ARM_ANGLES[arm]
     u, n = _unit(a), _unit(a + 0.5 * math.pi)
     mid = 0.5 * sum(CROSSING)
     walk = HALF_ROAD + 0.5 * SIDEWALK
-    far = mid + rng.uniform(15.0, 40.0)
+    far = mid + rng.uniform(15.0, 40.0) * min(1.0, reach / REACH)
     pts = np.array([far * u - side * walk * n, mid * u - side * walk * n,
                     mid * u + side * walk * n, far * u + side * walk * n])
     return pts
@@ -274,24 +275,24 @@ def _min_gap(a: Agent, others: Sequence, times: np.ndarray) -> float:
     return gap
 
 
-def _sample_agent(category: str, world: SceneWorld, rng: np.random.Generator) -> Agent:
+def _sample_agent(category: str, world: SceneWorld, rng: np.random.Generator, reach: float) -> Agent:
     size = CLASS_SIZE[category]
     color = _class_color(category, rng)
     if category in VEHICLES:
         path = Path(world.to_global(route_points(int(rng.integers(4)), MANEUVERS[int(rng.integers(3))])))
-        s0 = rng.uniform(ARM - 70.0, ARM - 5.0)  # within 70 m of the intersection
+        s0 = rng.uniform(ARM - reach, ARM - 5.0)  # within reach of the intersection
         lo, hi = CLASS_SPEED[category]
         speed = 0.0 if rng.random() < 0.15 else rng.uniform(lo, hi)
         return Agent(category, size, path, s0, speed, color)
     if category == "human.pedestrian.adult":
-        pts = _pedestrian_path(int(rng.integers(4)), int(rng.choice([-1, 1])), rng)
+        pts = _pedestrian_path(int(rng.integers(4)), int(rng.choice([-1, 1])), rng, reach)
         path = Path(world.to_global(pts))
         speed = 0.0 if rng.random() < 0.15 else rng.uniform(*CLASS_SPEED[category])
         return Agent(category, size, path, rng.uniform(0.0, path.length * 0.6), speed, color)
     arm = int(rng.integers(4))
     a = ARM_ANGLES[arm]
     side = float(rng.choice([-1.0, 1.0]))
-    d = rng.uniform(CROSSING[1] + 3.0, 70.0)
+    d = rng.uniform(CROSSING[1] + 3.0, max(reach, CROSSING[1] + 3.0))
     lateral = side * (HALF_ROAD + rng.uniform(0.5, SIDEWALK - 0.5))
     p = d * _unit(a) + lateral * _unit(a + 0.5 * math.pi)
     # A static object is a degenerate path: a short segment along the arm, speed 0.
@@ -300,7 +301,7 @@ def _sample_agent(category: str, world: SceneWorld, rng: np.random.Generator) ->
 
 
 def build_scene(index: int, location_slot: int, num_agents: int, num_samples: int,
-                rng: np.random.Generator) -> SceneWorld:
+                rng: np.random.Generator, reach: float = REACH) -> SceneWorld:
     """Build one scene: intersection placed at its slot in the location map, an ego route and agents.
 
     Args:
@@ -309,6 +310,8 @@ def build_scene(index: int, location_slot: int, num_agents: int, num_samples: in
         num_agents: number of annotated agents (classes follow AGENT_CYCLE).
         num_samples: key frames in the scene (2 Hz).
         rng: the scene's random generator.
+        reach: agents start at most this many metres beyond the intersection box (a smaller reach keeps them
+            in the ego's evaluation ranges: the learning check's clip).
     """
     center = np.array([500.0 + 600.0 * location_slot, 500.0])
     rotation = rng.uniform(-math.pi, math.pi)
@@ -328,7 +331,7 @@ def build_scene(index: int, location_slot: int, num_agents: int, num_samples: in
         category = AGENT_CYCLE[i % len(AGENT_CYCLE)]
         best: Optional[Agent] = None
         for _ in range(40):
-            cand = _sample_agent(category, world, rng)
+            cand = _sample_agent(category, world, rng, reach)
             if _min_gap(cand, [world.ego] + world.agents, times) > 1.5:
                 best = cand
                 break

@@ -5,6 +5,7 @@ The config keeps upstream's keys (``optimizer=dict(type="AdamW", lr, weight_deca
 the kernels differ by backend (``ops.optim``): fused AdamW on CUDA / NPU, fused gradient clipping on NPU.
 """
 import copy
+import math
 from typing import Optional
 
 import torch
@@ -26,6 +27,26 @@ def build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
     constructor.add_params(param_groups, model)
     cfg.pop("type")
     return fused.build_adamw(param_groups, **cfg)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss is inf or nan; raised before the step, so the weights are still the last finite ones."""
+
+
+def check_finite_loss(log_vars: dict, iteration: int) -> None:
+    """Raise :class:`NonFiniteLossError` naming the non-finite terms when ``log_vars['loss']`` is inf / nan.
+
+    ``log_vars`` are the floats the detector logs; under distributed training mmdet averages them over all
+    processes first, so every process sees the same verdict and stops together.
+    """
+    loss = log_vars.get("loss")
+    if loss is None or math.isfinite(loss):
+        return
+    terms = [key for key, value in log_vars.items() if key != "loss" and not math.isfinite(value)]
+    raise NonFiniteLossError(
+        f"iteration {iteration}: the training loss is {loss} (non-finite terms: {', '.join(terms) or 'none'}); "
+        "stopped before the optimiser step. Lower optimizer.lr or optimizer_config.grad_clip.max_norm, check the "
+        "data, then resume from the last checkpoint (--resume-from auto).")
 
 
 class SparseDriveOptimizerHook(Hook):
@@ -55,6 +76,9 @@ class SparseDriveOptimizerHook(Hook):
             self.scaler.load_state_dict(saved)
 
     def after_train_iter(self, runner) -> None:
+        # a nan step would silently poison every later iteration and checkpoint (fp16 overflows show up in
+        # the gradients, which the scaler skips, not in the loss)
+        check_finite_loss(runner.outputs["log_vars"], runner.iter + 1)
         optimizer = runner.optimizer
         optimizer.zero_grad()
         loss = runner.outputs["loss"]

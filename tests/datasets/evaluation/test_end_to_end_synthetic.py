@@ -156,3 +156,29 @@ def test_dataset_evaluate_delegates_here(synthetic, tmp_path):
         "GT as prediction through the dataset's evaluate"
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "results_mini.pkl").is_file(), \
         "metrics.json and the raw results must land in work_dir"
+
+
+@pytest.mark.slow
+def test_a_submission_without_boxes_scores_as_the_devkit_scores_one_it_filters_away(synthetic, tmp_path):
+    """The devkit raises on a submission with no box at all; ours returns what it gives for a far-away box."""
+    import json
+
+    from projects.mmdet3d_plugin.datasets.evaluation.detection.nusc_eval import evaluate_detection
+
+    data_root, version, infos, _ = synthetic
+    far = dict(sample_token=infos[0]["token"], translation=[1e4, 1e4, 0.0], size=[1.9, 4.6, 1.7],
+               rotation=[1.0, 0.0, 0.0, 0.0], velocity=[0.0, 0.0], detection_name="car", detection_score=0.9,
+               attribute_name="vehicle.parked")
+    metrics = {}
+    for tag, boxes in (("empty", []), ("far", [far])):
+        results = {info["token"]: [] for info in infos}
+        results[infos[0]["token"]] = boxes
+        path = tmp_path / f"{tag}.json"
+        path.write_text(json.dumps(dict(meta=dict(use_camera=True, use_lidar=False, use_radar=False,
+                                                  use_map=False, use_external=False), results=results)))
+        metrics[tag] = evaluate_detection(str(path), str(tmp_path / tag), data_root, version, CLASSES,
+                                          verbose=False)
+    assert metrics["empty"].keys() == metrics["far"].keys()
+    for key, value in metrics["far"].items():
+        assert metrics["empty"][key] == pytest.approx(value, nan_ok=True), key
+    assert metrics["empty"][f"{P}/mAP"] == 0.0 and metrics["empty"][f"{P}/NDS"] == 0.0

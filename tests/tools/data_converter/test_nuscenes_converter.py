@@ -166,7 +166,7 @@ def test_locate_message_prefers_the_later_message_on_ties():
 
 def test_hand_built_two_sample_scene(tmp_path, monkeypatch):
     """Ego drives east at 4 m/s on y = 498.25; one car drives north at 6 m/s on x = 460; values by hand."""
-    def hand_world(index, slot, num_agents, num_samples, rng):
+    def hand_world(index, slot, num_agents, num_samples, rng, reach):
         ego = synthetic_world.Ego(path=synthetic_world.Path(np.array([[300.0, 498.25], [700.0, 498.25]])),
                                   s0=150.0, v0=4.0, accel=0.0, maneuver="straight")
         car = synthetic_world.Agent("vehicle.car", (1.9, 4.6, 1.7),

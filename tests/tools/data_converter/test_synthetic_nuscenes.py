@@ -185,6 +185,27 @@ def test_all_three_maneuvers_occur_by_default():
     assert maneuvers == {"left", "straight", "right"}
 
 
+@pytest.mark.parametrize("reach", [25.0, 70.0])
+def test_agents_start_within_reach_of_the_intersection(reach):
+    """Start positions (t = 0) lie within `reach` beyond the intersection box, plus the road's and box's halves."""
+    rng = np.random.default_rng(3)
+    distances = []
+    for i in range(6):
+        world = synthetic_world.build_scene(i, 0, 16, 8, rng, reach=reach)
+        for agent in world.agents:
+            x, y = agent.pose(0.0)[:2]
+            distances.append(np.hypot(x - world.center[0], y - world.center[1]) - 0.5 * agent.size[1])
+    slack = synthetic_world.INNER + synthetic_world.HALF_ROAD + synthetic_world.SIDEWALK
+    assert len(distances) > 60
+    assert max(distances) <= reach + slack
+    assert max(distances) > 0.8 * reach  # the reach is used, not only a floor
+
+
+def test_generate_rejects_a_non_positive_reach(tmp_path):
+    with pytest.raises(ValueError, match="reach"):
+        synthetic_nuscenes.generate(str(tmp_path / "out"), scenes=1, samples=2, agents=1, reach=0.0)
+
+
 def test_devkit_detection_eval_scores_ground_truth_as_perfect(nusc, tmp_path):
     """mini_val works with the devkit's DetectionEval: GT submitted as predictions scores AP ~1, zero errors."""
     from nuscenes.eval.detection.config import config_factory

@@ -60,6 +60,8 @@ def evaluate_detection(
     from nuscenes import NuScenes
     from nuscenes.eval.detection.evaluate import DetectionEval
 
+    if _count_boxes(result_path) == 0:
+        return _empty_detection_metrics(detection_config(eval_version), classes, prefix)
     nusc = NuScenes(version=version, dataroot=data_root, verbose=False)
     evaluator = DetectionEval(nusc, config=detection_config(eval_version), result_path=result_path,
                               eval_set=eval_set_for(version, eval_set), output_dir=output_dir,
@@ -80,6 +82,30 @@ def evaluate_detection(
     return metrics
 
 
+def _count_boxes(result_path: str) -> int:
+    with open(result_path) as f:
+        return sum(len(boxes) for boxes in json.load(f)["results"].values())
+
+
+def _empty_detection_metrics(cfg, classes: Sequence[str], prefix: str) -> Dict[str, float]:
+    """What the devkit scores for a submission without boxes, which it cannot evaluate itself ("Invalid box
+    type: None"): AP 0, every error 1 (NaN where it never applies, as the devkit sets it), NDS 0.
+
+    A model that diverged or never learned submits nothing above the class ranges' filter.
+    """
+    not_applicable = {"traffic_cone": ("attr_err", "vel_err", "orient_err"), "barrier": ("attr_err", "vel_err")}
+    metrics = {}
+    for name in classes:
+        for dist in cfg.dist_ths:
+            metrics[f"{prefix}/{name}_AP_dist_{float(dist)}"] = 0.0
+        for err in ERR_NAME:
+            metrics[f"{prefix}/{name}_{err}"] = float("nan") if err in not_applicable.get(name, ()) else 1.0
+    metrics.update({f"{prefix}/{short}": 1.0 for short in ERR_NAME.values()})
+    metrics[f"{prefix}/NDS"] = 0.0
+    metrics[f"{prefix}/mAP"] = 0.0
+    return metrics
+
+
 def evaluate_tracking(
     result_path: str,
     output_dir: str,
@@ -93,9 +119,7 @@ def evaluate_tracking(
     """Run nuScenes `TrackingEval` on a tracking submission JSON; returns `{prefix}/{amota, amotp, ...}`."""
     from nuscenes.eval.tracking.evaluate import TrackingEval
 
-    with open(result_path) as f:
-        num_tracks = sum(len(boxes) for boxes in json.load(f)["results"].values())
-    if num_tracks == 0:
+    if _count_boxes(result_path) == 0:
         # the devkit cannot evaluate an empty submission (it raises "Invalid box type: None"); an untrained
         # model tracks nothing above the threshold: worst scores, zero counts, NaN for what needs the GT
         empty = dict.fromkeys(TRACKING_KEYS, 0.0)
