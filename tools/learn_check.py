@@ -270,8 +270,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train both stages on one synthetic scene and check that every "
                                                  "head learns (before/after metrics on the same frames)")
     parser.add_argument("--work-dir", default="work_dirs/learn_check", help="data, checkpoints, table and plots")
-    parser.add_argument("--iters1", type=int, help="stage-1 iterations (default: the config's, 40 passes)")
-    parser.add_argument("--iters2", type=int, help="stage-2 iterations (default: the config's, 10 passes)")
+    parser.add_argument("--iters1", type=int, help="stage-1 iterations (default: the config's, 120 passes: 960)")
+    parser.add_argument("--iters2", type=int, help="stage-2 iterations (default: the config's, 20 passes: 160)")
     parser.add_argument("--check", choices=["thresholds", "improvement"], default="thresholds",
                         help="'thresholds': the pass marks above; 'improvement': each gated metric only has to "
                              "move the right way (for short runs, e.g. the test suite's)")

@@ -12,15 +12,18 @@ anno_root = learn_root + "/infos/mini/"
 anchor_dir = learn_root + "/anchors/"
 clip_ann_file = anno_root + "nuscenes_infos_val.pkl"  # the clip: the one mini_val scene, for training and eval
 
-num_epochs = 40  # passes over the clip's 8 frames (tools/train.py turns epochs into iterations)
+# 120 passes over the clip's 8 frames: 960 iterations (tools/train.py turns epochs into iterations). Detection mAP
+# on the clip was 0.28 / 0.36 / 0.64 after 320 / 480 / 960 iterations (map mAP 0.36 / 0.60 / 0.59).
+num_epochs = 120
 num_iters_per_epoch = 1  # nominal; rescaled to the clip length
 runner = dict(max_iters=num_iters_per_epoch * num_epochs)
 checkpoint_config = dict(interval=num_iters_per_epoch * num_epochs, max_keep_ckpts=1)
 evaluation = dict(interval=num_iters_per_epoch * num_epochs)
 log_config = dict(interval=4)
 lr_config = dict(warmup_iters=10)  # a short warm-up for a short run
-# over-fitting a clip tolerates a larger step than upstream's 4e-4; the backbone starts from random weights,
-# so it learns at the full rate (upstream: 0.5 for an ImageNet-initialised one)
+# over-fitting a clip tolerates a larger step than upstream's 4e-4 (2e-3 diverged to a nan loss after about 180
+# iterations); the backbone starts from random weights, so it learns at the full rate (upstream: 0.5 for an
+# ImageNet-initialised one)
 optimizer = dict(lr=1e-3, paramwise_cfg=dict(custom_keys={"img_backbone": dict(lr_mult=1.0)}))
 
 num_decoder = 3  # 3 of the 6 decoder layers: half the head cost, still temporal (layers 2-3)
