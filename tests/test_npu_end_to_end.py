@@ -110,7 +110,7 @@ def _training_step(model: torch.nn.Module, cfg, data: dict) -> StepResult:
     optimizer = build_optimizer(model, cfg.optimizer)
     loss_scale = cfg.fp16["loss_scale"] if device.supports_fp16() else None
     hook = SparseDriveOptimizerHook(grad_clip=cfg.optimizer_config["grad_clip"], loss_scale=loss_scale)
-    runner = types.SimpleNamespace(optimizer=optimizer, meta={}, log_buffer=LogBuffer(), outputs=None)
+    runner = types.SimpleNamespace(optimizer=optimizer, meta={}, log_buffer=LogBuffer(), outputs=None, iter=0)
     hook.before_run(runner)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
