@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     from mmdet.models import build_detector
     from mmdet.utils import get_root_logger
 
-    from projects.mmdet3d_plugin.apis.dist import init_distributed, shutdown_distributed
+    from projects.mmdet3d_plugin.apis.dist import init_distributed
     from projects.mmdet3d_plugin.apis.checkpoint import remove_stale_temporaries, resume_checkpoint
     from projects.mmdet3d_plugin.apis.optimizer import NonFiniteLossError
     from projects.mmdet3d_plugin.apis.train import train_detector
@@ -152,7 +152,6 @@ def main(argv=None) -> None:
     except NonFiniteLossError as exc:
         logger.error(str(exc))
         die(str(exc), code=1)
-    shutdown_distributed()
 
 
 if __name__ == "__main__":

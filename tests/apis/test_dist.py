@@ -159,13 +159,11 @@ def test_an_unknown_launcher_is_refused():
 
 SLURM_TASK = """
 import json, os, torch.distributed as dist
-from projects.mmdet3d_plugin.apis.dist import init_distributed, shutdown_distributed
+from projects.mmdet3d_plugin.apis.dist import init_distributed
 init_distributed("slurm")
 seen = [None] * dist.get_world_size()
 dist.all_gather_object(seen, [dist.get_rank(), os.environ["LOCAL_RANK"], os.environ["MASTER_ADDR"]])
-report = dict(world=dist.get_world_size(), backend=dist.get_backend(), seen=seen)
-shutdown_distributed()
-print(json.dumps(dict(report, initialized_after_shutdown=dist.is_initialized())))
+print(json.dumps(dict(world=dist.get_world_size(), backend=dist.get_backend(), seen=seen)))
 """
 
 
@@ -180,7 +178,6 @@ def test_slurm_tasks_form_a_gloo_group(fake_scontrol, world_size):
         report = json.loads(out.splitlines()[-1])
         assert report["world"] == world_size and report["backend"] == "gloo"
         assert report["seen"] == [[r, str(r), "127.0.0.1"] for r in range(world_size)], report
-        assert report["initialized_after_shutdown"] is False
 
 
 # ---- dying with the launcher -------------------------------------------------------------------------------

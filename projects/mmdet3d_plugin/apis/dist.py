@@ -117,13 +117,3 @@ def init_distributed(launcher: str, timeout_s: Optional[int] = None) -> None:
             f"rank {os.environ['RANK']}: cannot join the process group at {os.environ['MASTER_ADDR']}:"
             f"{os.environ['MASTER_PORT']} ({reason}); check MASTER_ADDR / MASTER_PORT and that every node started."
         ) from exc
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group, if any, before the process exits.
-
-    Exiting with a live group lets gloo's worker threads abort the interpreter at exit ("terminate called
-    without an active exception", exit code -6) and makes NCCL warn; no collective may follow this call.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
