@@ -78,6 +78,7 @@ else
     check setup make setup
 fi
 export PYTHONPATH="$ROOT:${PYTHONPATH:-}"
+. tools/host_malloc.sh
 
 "$PY" - >>"$SUMMARY" 2>"$OUT/logs/environment.log" <<'EOF'
 import platform
@@ -99,6 +100,7 @@ for module in ("triton", "torch_npu", "mx_driving", "mmcv", "mmdet"):
 print(f"backend: {backend}; device: {name}; {torch.get_num_threads()} threads")
 print("versions: " + ", ".join(versions))
 EOF
+say "host malloc: $(env | grep '^MALLOC_' | sort | tr '\n' ' ' | grep . || echo 'glibc defaults')"
 BACKEND="$("$PY" -c "from projects.mmdet3d_plugin import device; print(device.get_backend())" 2>/dev/null || echo unknown)"
 if [ "$BACKEND" = "unknown" ]; then
     say "FAIL backend: the device layer did not start (see logs/environment.log)"

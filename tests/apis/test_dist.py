@@ -163,7 +163,10 @@ from projects.mmdet3d_plugin.apis.dist import init_distributed
 init_distributed("slurm")
 seen = [None] * dist.get_world_size()
 dist.all_gather_object(seen, [dist.get_rank(), os.environ["LOCAL_RANK"], os.environ["MASTER_ADDR"]])
-print(json.dumps(dict(world=dist.get_world_size(), backend=dist.get_backend(), seen=seen)))
+print(json.dumps(dict(world=dist.get_world_size(), backend=dist.get_backend(), seen=seen)), flush=True)
+# leave together: a rank exiting while its peer's gloo threads still run can abort the peer at exit
+dist.barrier()
+dist.destroy_process_group()
 """
 
 

@@ -44,3 +44,27 @@ def test_floor_is_the_configs_backbone_and_neck_without_checkpointing():
     assert not any(getattr(m, "with_cp", False) for m in floor.modules()), "the floor must not recompute"
     outs = floor(torch.randn(2, 3, 64, 96))
     assert [o.shape[1:] for o in outs] == [(256, 16, 24), (256, 8, 12), (256, 4, 6), (256, 2, 3)], "FPN levels"
+
+
+def test_host_malloc_sides_differ_only_in_the_malloc_settings(monkeypatch):
+    from tools.benchmarks.benchmark_host_malloc import side_env
+
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "4096")  # a value from the caller must not leak into either side
+    default, tuned = side_env("default"), side_env("tuned")
+    assert not [k for k in default if k.startswith("MALLOC_")], "the default side runs with glibc's defaults"
+    assert int(tuned["MALLOC_MMAP_THRESHOLD_"]) == 32 * 2**20 and int(tuned["MALLOC_TOP_PAD_"]) == 2**30
+    same = {k for k in set(default) | set(tuned) if not k.startswith("MALLOC_") and k != "SPARSEDRIVE_HOST_MALLOC"}
+    assert all(default.get(k) == tuned.get(k) for k in same), "both sides must otherwise share the environment"
+
+
+@pytest.mark.slow
+def test_host_malloc_benchmark_times_both_sides_in_their_own_processes(tmp_path):
+    from tools.benchmarks.benchmark_host_malloc import main
+
+    summary = main(["--rounds", "1", "--repeats", "1", "--skip-train", "--out", str(tmp_path / "malloc.json"), "--",
+                    "--config", str(REDUCED_STAGE1_CONFIG), "--image-hw", "64", "176", "--threads", "1"])
+    seconds = summary["infer"]["seconds"]
+    assert seconds["default"] > 0 and seconds["tuned"] > 0, seconds
+    assert summary["infer"]["speedup"] == pytest.approx(seconds["default"] / seconds["tuned"], abs=2e-3)
+    assert summary["host_malloc"]["MALLOC_MMAP_THRESHOLD_"] == str(32 * 2**20), "the tuned side's settings"
+    assert "train" not in summary and (tmp_path / "malloc.json").exists()

@@ -101,6 +101,25 @@ def test_cpu_fast_path_matches_reference_forward_and_backward(dtype, tol):
         assert torch.allclose(a.grad, b.grad, atol=tol * 10), f"grad of {name} differs by {diff:.2e}"
 
 
+def test_cpu_fast_path_reads_strided_weights_in_place_and_returns_their_layout():
+    """The model hands over the softmax output as a [B, A, P, N, L, G] view of a [B, A, G, N, L, P] buffer."""
+    case = make_case(seed=3, num_anchor=5, num_pts=3)
+    _, spatial_shape, scale_start_index = case["triple"]
+    feats, location, weights = leaf_inputs(case)
+    buffer = weights.detach().permute(0, 1, 5, 3, 4, 2).contiguous().requires_grad_()  # [B, A, G, N, L, P]
+    strided = buffer.permute(0, 1, 5, 3, 4, 2)
+    assert not strided.is_contiguous() and torch.equal(strided, weights)
+    out = cpu.deformable_aggregation(feats, spatial_shape, scale_start_index, location, weights)
+    out_strided = cpu.deformable_aggregation(feats.detach(), spatial_shape, scale_start_index, location.detach(), strided)
+    assert torch.equal(out, out_strided), f"strided weights changed the output by {(out - out_strided).abs().max():.2e}"
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_strided.backward(grad)
+    grad_strided = buffer.grad.permute(0, 1, 5, 3, 4, 2)
+    assert torch.equal(grad_strided, weights.grad), "grad of strided weights differs"
+    assert weights.grad[weights.grad != 0].numel() > 0, "the case must give some non-zero weight gradients"
+
+
 def test_cpu_fast_path_with_no_sample_inside_gives_zeros():
     case = make_case()
     feats, location, weights = leaf_inputs(case)

@@ -256,6 +256,7 @@ def main(argv: List[str] = None) -> Dict[str, object]:
         "batch_size": args.batch_size,
         "image_hw": [height, width],
         "params": sum(p.numel() for p in model.parameters()),
+        "host_malloc": {k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")} or "glibc defaults",
     }
 
     floor = None if args.skip_floor else build_floor(cfg).to(device)

@@ -175,7 +175,7 @@ class DeformableFeatureAggregation(BaseModule):
         weights = self._get_weights(instance_feature, anchor_embed, metas["projection_mat"])
         points_2d = self.project_points(key_points, metas["projection_mat"], metas.get("image_wh"))
         points_2d = points_2d.permute(0, 2, 3, 1, 4).contiguous()  # [B, A, P, N, 2]
-        weights = weights.permute(0, 1, 4, 2, 3, 5).contiguous()  # [B, A, P, N, L, G]
+        weights = weights.permute(0, 1, 4, 2, 3, 5)  # [B, A, P, N, L, G]; each backend sets its own layout
         if _is_flat_features(feature_maps):
             features = ops.deformable_aggregation(*feature_maps, points_2d, weights)
         elif self.use_deformable_func:
@@ -195,10 +195,14 @@ class DeformableFeatureAggregation(BaseModule):
         if self.camera_encoder is not None:
             camera_embed = self.camera_encoder(projection_mat[:, :, :3].reshape(bs, self.num_cams, 12))
             feature = feature[:, :, None] + camera_embed[:, None]
+        # softmax along the last axis of a [B, A, G, N*L*P] copy, viewed back: a softmax over the strided
+        # axis -2 is several times slower on the CPU, and the kernels take any layout
         weights = (
             self.weights_fc(feature)
             .reshape(bs, num_anchor, -1, self.num_groups)
-            .softmax(dim=-2)
+            .transpose(-1, -2)
+            .softmax(dim=-1)
+            .transpose(-1, -2)
             .reshape(bs, num_anchor, self.num_cams, self.num_levels, self.num_pts, self.num_groups)
         )
         if self.training and self.attn_drop > 0:
@@ -206,7 +210,7 @@ class DeformableFeatureAggregation(BaseModule):
             noise = torch.rand(
                 bs, num_anchor, self.num_cams, 1, self.num_pts, 1, device=weights.device, dtype=weights.dtype
             )
-            weights = (noise > self.attn_drop) * weights / (1 - self.attn_drop)
+            weights = weights * ((noise > self.attn_drop) / (1 - self.attn_drop))  # one pass over the weights
         return weights
 
     @staticmethod

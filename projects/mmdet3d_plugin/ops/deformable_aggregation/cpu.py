@@ -7,7 +7,7 @@ attention weights of each group into one [K, L*4, G] table, gathers the L*4 feat
 chunks (never an [A, P, N, L, C] temporary), and adds the result to its anchor with ``index_add_``.
 The backward re-gathers the same rows chunk by chunk.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -56,7 +56,9 @@ class _CompactAggregation(torch.autograd.Function):
         num_anchor, num_pts, num_cams = location.shape[1:4]
         num_levels, num_groups = weights.shape[-2:]
         plan = _make_plan(feats, spatial_shape, scale_start_index, location)
-        sample_weights = weights.to(dtype).reshape(-1, num_levels, num_groups)[plan.sample]  # [K, L, G]
+        weights = weights.to(dtype)
+        # [K, L, G], read in place whatever the layout of weights
+        sample_weights = weights[_unravel(plan.sample, weights.shape[:4])]
         mixed = _mix(plan.coefficient, sample_weights)  # [K, L*4, G]
 
         rows_2d = feats.view(batch * num_feat, channels)
@@ -69,6 +71,7 @@ class _CompactAggregation(torch.autograd.Function):
 
         ctx.save_for_backward(feats, sample_weights, *plan)
         ctx.shapes = (batch, num_anchor, num_pts, num_cams, num_levels, num_groups)
+        ctx.weights_like = torch.empty_like(weights, device="meta")  # its layout, for the gradient
         return output.view(batch, num_anchor, channels)
 
     @staticmethod
@@ -101,9 +104,9 @@ class _CompactAggregation(torch.autograd.Function):
             total = batch * num_anchor * num_pts * num_cams
             if need_weights:
                 grad_sample_weights = torch.einsum("klqg,klq->klg", grad_mixed, plan.coefficient)
-                grad_weights = grad_sample_weights.new_zeros(total, num_levels, num_groups)
-                grad_weights[plan.sample] = grad_sample_weights
-                grad_weights = grad_weights.view(batch, num_anchor, num_pts, num_cams, num_levels, num_groups)
+                # in the layout of weights, so that the softmax before it needs no copy of its gradient
+                grad_weights = torch.zeros_like(ctx.weights_like, device=grad_sample_weights.device)
+                grad_weights[_unravel(plan.sample, grad_weights.shape[:4])] = grad_sample_weights
                 grad_weights = grad_weights.to(ctx.input_dtypes[2])
             if need_location:
                 grad_coefficient = torch.einsum("klqg,klg->klq", grad_mixed, sample_weights)
@@ -147,6 +150,15 @@ def _make_plan(feats: Tensor, spatial_shape: Tensor, scale_start_index: Tensor, 
     weight_y = torch.stack([1 - fraction[..., 1], fraction[..., 1]], dim=-1)
     coefficient = (weight_y[..., :, None] * weight_x[..., None, :]).flatten(-2) * valid
     return _Plan(sample, anchor, rows.flatten(1), coefficient, fraction, valid, size)
+
+
+def _unravel(flat: Tensor, shape: Tuple[int, ...]) -> Tuple[Tensor, ...]:
+    """Per-dimension indices of the row-major ``flat`` indices into ``shape`` (torch 2.1 lacks unravel_index)."""
+    index = []
+    for size in reversed(shape):
+        index.append(flat % size)
+        flat = flat // size
+    return tuple(reversed(index))
 
 
 def _gather(rows_2d: Tensor, index: Tensor, num_groups: int) -> Tensor:
