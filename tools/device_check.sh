@@ -185,13 +185,13 @@ STAGE1_CKPT=""
 if check train_s1 "$PY" tools/train.py "$OUT/configs/synthetic_full_stage1.py" --work-dir "$OUT/stage1" \
     --no-validate --stop-at-iter "$STEPS"; then
     train_figures "$OUT/stage1"
-    STAGE1_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage1') or '')")"
+    STAGE1_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage1') or '')" 2>>"$OUT/logs/environment.log")"
 fi
 STAGE2_CKPT=""
 if [ -n "$STAGE1_CKPT" ] && check train_s2 "$PY" tools/train.py "$OUT/configs/synthetic_full_stage2.py" \
     --work-dir "$OUT/stage2" --no-validate --stop-at-iter "$STEPS" --load-from "$STAGE1_CKPT"; then
     train_figures "$OUT/stage2"
-    STAGE2_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage2') or '')")"
+    STAGE2_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage2') or '')" 2>>"$OUT/logs/environment.log")"
 elif [ -z "$STAGE1_CKPT" ]; then
     say "FAIL train_s2: no stage-1 checkpoint"
     FAILED=1
