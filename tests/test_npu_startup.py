@@ -49,7 +49,7 @@ def _launch_until_training(tmp_path, backend: str) -> dict:
     its environment and fails, so nothing trains. Returns the environment the training would have had.
     """
     for rel in ("test/train_8p_performance.sh", "test/train_stages.sh", "test/parse_args.sh", "test/env_npu.sh",
-                "tools/dist_train.sh", "tools/dist_launch.sh", "tools/python_env.sh"):
+                "tools/dist_train.sh", "tools/dist_launch.sh", "tools/python_env.sh", "tools/host_malloc.sh"):
         os.makedirs(tmp_path / os.path.dirname(rel), exist_ok=True)
         shutil.copy(os.path.join(ROOT, rel), tmp_path / rel)
     dump = tmp_path / "training_env"
