@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     from mmdet.models import build_detector
 
     from projects.mmdet3d_plugin.apis.test import multi_gpu_test, single_gpu_test
-    from projects.mmdet3d_plugin.apis.dist import init_distributed
+    from projects.mmdet3d_plugin.apis.dist import init_distributed, leave_distributed
     from projects.mmdet3d_plugin.apis.parallel import wrap_model
     from projects.mmdet3d_plugin.datasets import build_dataloader
     from projects.mmdet3d_plugin.datasets.builder import build_dataset
@@ -147,6 +147,7 @@ def main(argv=None) -> None:
             outputs = multi_gpu_test(model, data_loader, args.tmpdir, args.gpu_collect)
         else:
             outputs = single_gpu_test(model, data_loader)
+    leave_distributed()  # the results are on rank 0, which evaluates alone
     if rank != 0:
         return
     results_path = osp.join(work_dir, dataset.raw_results_name())

@@ -126,6 +126,33 @@ def test_a_rank_waiting_for_a_stuck_peer_stops_after_the_timeout():
     assert 2.5 <= waited <= 15, f"rank 0 waited {waited} s with SPARSEDRIVE_DIST_TIMEOUT_S=3"
 
 
+LEAVE_TOGETHER = """
+import json, sys, time, torch, torch.distributed as dist
+from projects.mmdet3d_plugin.apis.dist import init_distributed, leave_distributed
+init_distributed("pytorch")
+rank = dist.get_rank()
+total = torch.ones(1)
+dist.all_reduce(total)
+if rank == 1:
+    time.sleep(2.0)  # the last rank to finish: the others must wait for it
+start = time.time()
+leave_distributed()
+waited = time.time() - start
+if rank == 0:
+    time.sleep(2.0)  # rank 0 goes on alone (tools/test.py evaluates) while rank 1 has exited
+print(json.dumps(dict(rank=rank, total=total.item(), waited=waited, still_in_group=dist.is_initialized())))
+"""
+
+
+def test_ranks_leave_the_group_together_and_then_exit_cleanly():
+    results = run_ranks(LEAVE_TOGETHER, torchrun_envs(2))
+    for rank, (rc, out, err) in enumerate(results):
+        assert rc == 0, f"rank {rank} exited {rc}:\n{err[-2000:]}"
+        report = json.loads(out.splitlines()[-1])
+        assert report["total"] == 2.0 and not report["still_in_group"], report
+    assert json.loads(results[0][1].splitlines()[-1])["waited"] >= 1.5, "rank 0 must wait at the barrier for rank 1"
+
+
 # ---- Slurm -------------------------------------------------------------------------------------------------
 
 

@@ -117,3 +117,15 @@ def init_distributed(launcher: str, timeout_s: Optional[int] = None) -> None:
             f"rank {os.environ['RANK']}: cannot join the process group at {os.environ['MASTER_ADDR']}:"
             f"{os.environ['MASTER_PORT']} ({reason}); check MASTER_ADDR / MASTER_PORT and that every node started."
         ) from exc
+
+
+def leave_distributed() -> None:
+    """Leave the process group together with every other rank: a barrier, then ``destroy_process_group``.
+
+    A rank that exits with a live gloo group while a peer still runs (``tools/test.py``'s other ranks end
+    while rank 0 evaluates) can abort at exit ("terminate called without an active exception", exit code
+    -6); the barrier first makes sure no peer is still inside a collective. No collective may follow.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
