@@ -180,18 +180,22 @@ print(f"    iterations logged up to {last.get('iter')}, step {step:.3f} s at bat
       f"grad_norm {last.get('grad_norm', float('nan')):.3f}, memory {last.get('memory', 'n/a')} MB")
 EOF
 }
+final_checkpoint() {  # final_checkpoint WORK_DIR: the path of its final checkpoint, empty when there is none
+    "$PY" -c "import sys; from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f(sys.argv[1]) or '')" \
+        "$1" 2>>"$OUT/logs/environment.log"
+}
 export SPARSEDRIVE_BATCH_SIZE="$BATCH" SPARSEDRIVE_NUM_GPUS=1
 STAGE1_CKPT=""
 if check train_s1 "$PY" tools/train.py "$OUT/configs/synthetic_full_stage1.py" --work-dir "$OUT/stage1" \
     --no-validate --stop-at-iter "$STEPS"; then
     train_figures "$OUT/stage1"
-    STAGE1_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage1') or '')" 2>>"$OUT/logs/environment.log")"
+    STAGE1_CKPT="$(final_checkpoint "$OUT/stage1")"
 fi
 STAGE2_CKPT=""
 if [ -n "$STAGE1_CKPT" ] && check train_s2 "$PY" tools/train.py "$OUT/configs/synthetic_full_stage2.py" \
     --work-dir "$OUT/stage2" --no-validate --stop-at-iter "$STEPS" --load-from "$STAGE1_CKPT"; then
     train_figures "$OUT/stage2"
-    STAGE2_CKPT="$("$PY" -c "from projects.mmdet3d_plugin.apis.checkpoint import final_checkpoint as f; print(f('$OUT/stage2') or '')" 2>>"$OUT/logs/environment.log")"
+    STAGE2_CKPT="$(final_checkpoint "$OUT/stage2")"
 elif [ -z "$STAGE1_CKPT" ]; then
     say "FAIL train_s2: no stage-1 checkpoint"
     FAILED=1

@@ -186,14 +186,12 @@ def test_an_unknown_launcher_is_refused():
 
 SLURM_TASK = """
 import json, os, torch.distributed as dist
-from projects.mmdet3d_plugin.apis.dist import init_distributed
+from projects.mmdet3d_plugin.apis.dist import init_distributed, leave_distributed
 init_distributed("slurm")
 seen = [None] * dist.get_world_size()
 dist.all_gather_object(seen, [dist.get_rank(), os.environ["LOCAL_RANK"], os.environ["MASTER_ADDR"]])
 print(json.dumps(dict(world=dist.get_world_size(), backend=dist.get_backend(), seen=seen)), flush=True)
-# leave together: a rank exiting while its peer's gloo threads still run can abort the peer at exit
-dist.barrier()
-dist.destroy_process_group()
+leave_distributed()
 """
 
 
