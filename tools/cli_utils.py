@@ -19,6 +19,8 @@ NEW_KEY_PREFIX = "+"
 # Start-up messages known to be harmless: torch's CPU-only cpp_extension import, mmcv 1.x's farewell notice.
 CPP_EXTENSION_NOISE = "No CUDA runtime is found"
 MMCV_NOTICE = "On January 1, 2023, MMCV will release v2.0.0"
+# A module of these missing is a bug, not the environment.
+OWN_PACKAGES = ("projects", "tools", "tests")
 
 
 def die(message: str, code: int = 2) -> NoReturn:
@@ -35,8 +37,9 @@ def run_main(main: Callable[[], None]) -> None:
     """Run a tool's ``main``; a user error (missing or unreadable data, anchors, checkpoints) ends in one line.
 
     Files the user must provide surface as ``OSError`` (``FileNotFoundError`` and the checkpoint errors
-    included), raised by the loaders with the file and sample named. Anything else is a bug and keeps its
-    traceback; ``SPARSEDRIVE_DEBUG=1`` keeps it for user errors too.
+    included), raised by the loaders with the file and sample named; a third-party module that cannot be
+    imported means the tool runs under an interpreter without the requirements. Anything else is a bug and
+    keeps its traceback; ``SPARSEDRIVE_DEBUG=1`` keeps it for user errors too.
     """
     if debug_mode():
         main()
@@ -47,6 +50,11 @@ def run_main(main: Callable[[], None]) -> None:
         # a DataLoader worker re-raises with the worker's traceback in the message: keep its last line
         lines = [line for line in str(exc).splitlines() if line.strip()]
         die(lines[-1] if lines else repr(exc))
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in OWN_PACKAGES:
+            raise
+        die(f"{sys.executable} cannot import {exc.name}; run the tool with the project's interpreter "
+            "(.venv/bin/python after 'make setup'), or install requirements.txt into this environment")
 
 
 def quiet_startup_noise() -> None:

@@ -7,18 +7,21 @@ module names, has no BatchNorm entries and is marked ``meta['fused_conv_bn']``: 
 (used by ``tools/test.py --fuse-conv-bn`` and ``tools/benchmark.py``) fuses the model before loading it.
 Training from a fused checkpoint is not supported (the BatchNorm statistics are gone).
 """
+from __future__ import annotations
+
 import argparse
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
-
 from tools.cli_utils import die, load_config, run_main  # noqa: E402
+
+if TYPE_CHECKING:  # torch is imported inside run_main, which names a missing one in one line
+    import torch
 
 FUSED_KEY = "fused_conv_bn"
 

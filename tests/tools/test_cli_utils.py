@@ -155,6 +155,23 @@ def test_run_main_prints_one_line_and_the_debug_switch_shows_the_traceback(monke
         cli_utils.run_main(main)
 
 
+def test_run_main_names_a_missing_dependency_and_the_interpreter_in_one_line(capsys):
+    def main():
+        import sparsedrive_missing_requirement  # noqa: F401
+
+    line = one_error_line(capsys, lambda: cli_utils.run_main(main))
+    assert line.startswith(f"error: {sys.executable} cannot import sparsedrive_missing_requirement;"), line
+    assert "make setup" in line and "requirements.txt" in line, line
+
+
+def test_run_main_keeps_the_traceback_of_a_missing_module_of_our_own():
+    def main():
+        import projects.mmdet3d_plugin.no_such_module  # noqa: F401
+
+    with pytest.raises(ModuleNotFoundError, match="projects.mmdet3d_plugin.no_such_module"):
+        cli_utils.run_main(main)
+
+
 def test_writable_check_refuses_a_read_only_folder(tmp_path, capsys):
     if os.geteuid() == 0:
         target = "/proc/sparsedrive_cannot_write_here"  # root writes through file modes, not into /proc
